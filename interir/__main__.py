@@ -1,0 +1,3 @@
+from interir.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""`interir <command>`: one sub-command per module, imported only when that command runs.
+
+Each command module exposes `add_arguments(parser)` and `run(args) -> int` (the exit code).
+Errors that are the user's to fix (InterIRError, OSError, ValueError) print one line and exit non-zero;
+`--debug` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("interir.profile", "parameters, MACs (two ways) and CPU latency of a preset"),
+    "synth": ("interir.data.synth", "build a multi-degradation test set from a folder of clean images"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="interir", description="InterIR image restoration toolkit")
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def _version() -> str:
+    from interir import __version__
+
+    return f"interir {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interir: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:  # InterIRError is a ValueError
+        if getattr(args, "debug", False):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"interir {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""InterIR (SPEC §2): an improved semi-smooth Newton method unfolded into N IPBlocks + a final RESM.
+
+State carried between stages, all at 1/4 resolution (h = H/4, w = W/4):
+X (the image estimate, B×C×h×w), M (Lagrange multiplier, B×C×h×w), P1 (B×C×h×h) and P2 (B×C×w×w), the
+Kronecker factors of the degradation operator P(X) = P1·X·P2, and Dd, the embedded degraded image.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from interir import ops
+from interir.errors import InterIRError
+from interir.model.blocks import Convs, EPBlock, ExplainableConv, frobenius_normalize
+
+
+@dataclass(frozen=True)
+class InterIRConfig:
+    """Every switch of the network. Presets live in interir.model.presets."""
+
+    channels: int = 48  # C
+    num_blocks: int = 16  # N IPBlocks
+    expand: int = 8  # e of Convs
+    explainable: bool = True  # EPBlock's 3×3 conv: ExplainableConv (True) or nn.Conv2d (False)
+    additive_resm: bool = True  # F = G + W⊙B + … (True) or DeepSN-Net's G − B + … (False)
+    weighted_dmum: bool = True  # ω gates in DMUM (True) or DeepSN-Net's plain form (False)
+    depthwise: bool = False  # EPBlock's 3×3 conv depthwise instead of full
+    tau: float = 0.5  # temperature of the mask's straight-through surrogate
+    eta_init: float = 0.01  # initial step size η of every RESM
+    in_channels: int = 3
+    scale: int = 4  # PixelUnshuffle factor
+    extra: dict = field(default_factory=dict, compare=False)  # free-form metadata (preset name, …)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ep(cfg: InterIRConfig, c: int) -> EPBlock:
+    return EPBlock(c, explainable=cfg.explainable, depthwise=cfg.depthwise, tau=cfg.tau)
+
+
+class RESM(nn.Module):
+    """Restoration-equation solver: one unfolded step on the ISN residual (SPEC §2, RESM).
+
+    forward(X, M, Dd, P1, P2) → the updated X; all maps B×C×h×w.
+    """
+
+    def __init__(self, cfg: InterIRConfig):
+        super().__init__()
+        c, e = cfg.channels, cfg.expand
+        self.additive = cfg.additive_resm
+        self.ep0, self.ep1, self.ep2, self.ep3, self.ep4 = (_ep(cfg, c) for _ in range(5))
+        self.convs_z = Convs(c, c, e)
+        self.convs_s = Convs(c, c, e)
+        self.convs_w = Convs(2 * c, c, e) if self.additive else None
+        self.eta = nn.Parameter(torch.tensor(float(cfg.eta_init)))
+
+    def forward(self, x: Tensor, m: Tensor, dd: Tensor, p1: Tensor, p2: Tensor) -> Tensor:
+        u = self.ep0(x) + m
+        z = self.convs_z(u)  # auxiliary variable (the prox output)
+        s = self.convs_s(u)  # the prox's subderivative
+        gram1, gram2 = ops.kron_gram(p1, p2)  # once, for both PᵀP below
+        g = ops.kron_normal(x, gram1, gram2).to(x.dtype)  # PᵀP(X)
+        b = ops.kron_apply(dd, p1, p2, transpose=True).to(x.dtype)  # Pᵀ(Dd)
+        prox = self.ep2(self.ep1(x) + m + z)
+        if self.additive:
+            f = g + self.convs_w(torch.cat([g, b], 1)) * b + prox
+        else:
+            f = g - b + prox
+        r = self.ep4(self.ep3(f) * (1 - s))
+        # X − η·(PᵀP(F) + R)
+        return ops.kron_step(x, f, gram1, gram2, r, self.eta).to(x.dtype)
+
+
+class DMUM(nn.Module):
+    """Degradation-matrix update: closed form of the P sub-problem, unfolded (SPEC §2, DMUM).
+
+    forward(X, Dd, P2) → (P1: B×C×h×h, P2: B×C×w×w), each Frobenius-normalised per (b, c).
+    """
+
+    def __init__(self, cfg: InterIRConfig):
+        super().__init__()
+        c, e = cfg.channels, cfg.expand
+        self.weighted = cfg.weighted_dmum
+        self.convs_w1 = Convs(2 * c, c, e) if self.weighted else None
+        self.convs_w2 = Convs(2 * c, c, e) if self.weighted else None
+        self.ep_p = _ep(cfg, 2 * c)
+        self.ep_q = _ep(cfg, 2 * c)
+
+    def _gated(self, left: Tensor, dd: Tensor, convs: nn.Module | None) -> Tensor:
+        if convs is None:
+            return torch.cat([left, dd], 1)
+        return torch.cat([left, convs(torch.cat([left, dd], 1)) * dd], 1)
+
+    def forward(self, x: Tensor, dd: Tensor, p2: Tensor) -> tuple[Tensor, Tensor]:
+        xp2 = x @ p2.to(x.dtype)
+        a1, a2 = self.ep_p(self._gated(xp2, dd, self.convs_w1)).chunk(2, 1)
+        p1 = frobenius_normalize(a1 @ a2.transpose(-1, -2))  # h×h
+        p1x = p1.to(x.dtype) @ x
+        b1, b2 = self.ep_q(self._gated(p1x, dd, self.convs_w2)).chunk(2, 1)
+        p2 = frobenius_normalize(b1.transpose(-1, -2) @ b2)  # w×w
+        return p1, p2
+
+
+class MUM(nn.Module):
+    """Multiplier update M ← M + EP_M(X) − Convs_z'(EP0'(X) + M) (SPEC §2, MUM)."""
+
+    def __init__(self, cfg: InterIRConfig):
+        super().__init__()
+        self.ep_m = _ep(cfg, cfg.channels)
+        self.ep0 = _ep(cfg, cfg.channels)
+        self.convs_z = Convs(cfg.channels, cfg.channels, cfg.expand)
+
+    def forward(self, x: Tensor, m: Tensor) -> Tensor:
+        return m + self.ep_m(x) - self.convs_z(self.ep0(x) + m)
+
+
+class IPBlock(nn.Module):
+    """One unfolded ISN iteration: RESM → DMUM → MUM. forward(X, M, Dd, P1, P2) → (X, M, P1, P2)."""
+
+    def __init__(self, cfg: InterIRConfig):
+        super().__init__()
+        self.resm = RESM(cfg)
+        self.dmum = DMUM(cfg)
+        self.mum = MUM(cfg)
+
+    def forward(self, x, m, dd, p1, p2):
+        x = self.resm(x, m, dd, p1, p2)
+        p1, p2 = self.dmum(x, dd, p2)
+        m = self.mum(x, m)
+        return x, m, p1, p2
+
+
+class InterIR(nn.Module):
+    """InterIR network: B×3×H×W degraded image in [0, 1] → B×3×H×W restored image (any H, W ≥ 1).
+
+    The input is reflect-padded to a multiple of `scale`, embedded at 1/scale resolution (PixelUnshuffle +
+    3×3 conv), refined by N IPBlocks and a final RESM, mapped back (3×3 conv + PixelShuffle) to a residual,
+    and cropped: Î = D + R.
+    """
+
+    def __init__(self, cfg: InterIRConfig | None = None, **overrides):
+        super().__init__()
+        cfg = cfg or InterIRConfig()
+        if overrides:
+            cfg = InterIRConfig(**{**cfg.to_dict(), **overrides})
+        self.cfg = cfg
+        c, s, cin = cfg.channels, cfg.scale, cfg.in_channels
+        self.down = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(cin * s * s, c, 3, padding=1, bias=False))
+        self.init_m = nn.Conv2d(c, c, 1)
+        self.blocks = nn.ModuleList(IPBlock(cfg) for _ in range(cfg.num_blocks))
+        self.final = RESM(cfg)
+        self.up = nn.Sequential(nn.Conv2d(c, cin * s * s, 3, padding=1, bias=False), nn.PixelShuffle(s))
+        self.validate_inputs = True
+
+    # ---------------------------------------------------------------------------------------------------
+    def check_input(self, d: Tensor) -> None:
+        """Raise InterIRError (one line) for input the network cannot restore."""
+        if not isinstance(d, Tensor):
+            raise InterIRError(f"InterIR expects a torch.Tensor, got {type(d).__name__}")
+        if d.dim() != 4:
+            raise InterIRError(f"InterIR expects a 4-D B×{self.cfg.in_channels}×H×W tensor, got shape {tuple(d.shape)}")
+        if d.shape[1] != self.cfg.in_channels:
+            raise InterIRError(f"InterIR expects {self.cfg.in_channels} channels, got {d.shape[1]} (shape {tuple(d.shape)})")
+        if not d.is_floating_point():
+            raise InterIRError(f"InterIR expects a floating-point image in [0, 1], got dtype {d.dtype}")
+        if min(d.shape[0], d.shape[2], d.shape[3]) == 0:
+            raise InterIRError(f"InterIR got an empty tensor of shape {tuple(d.shape)}")
+        if d.device.type != "meta" and not torch.compiler.is_compiling() and not bool(torch.isfinite(d).all()):
+            raise InterIRError("InterIR input contains NaN or Inf values")
+
+    def _pad(self, d: Tensor) -> Tensor:
+        s = self.cfg.scale
+        ph, pw = (-d.shape[-2]) % s, (-d.shape[-1]) % s
+        if ph == 0 and pw == 0:
+            return d
+        mode = "reflect" if d.shape[-2] > ph and d.shape[-1] > pw else "replicate"
+        return F.pad(d, (0, pw, 0, ph), mode=mode)
+
+    def embed(self, d: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Down + Init (SPEC §2 steps 1–2): padded D → (Dd, M, P1, P2)."""
+        dd = self.down(d)
+        m = self.init_m(dd) + dd
+        p1 = frobenius_normalize(dd @ dd.transpose(-1, -2))  # h×h
+        p2 = frobenius_normalize(dd.transpose(-1, -2) @ dd)  # w×w
+        return dd, m, p1, p2
+
+    def forward(self, d: Tensor, return_stages: bool = False):
+        """d: B×3×H×W → restored B×3×H×W; with `return_stages`, also the list of N+1 stage images
+        (each IPBlock's X and the final X mapped through the up path, Î_k = D + Up(X_k))."""
+        if self.validate_inputs:
+            self.check_input(d)
+        hh, ww = d.shape[-2:]
+        dp = self._pad(d)
+        dd, m, p1, p2 = self.embed(dp)
+        x = dd
+        states = []
+        for block in self.blocks:
+            x, m, p1, p2 = block(x, m, dd, p1, p2)
+            if return_stages:
+                states.append(x)
+        x = self.final(x, m, dd, p1, p2)
+        out = (dp + self.up(x).to(dp.dtype))[..., :hh, :ww]
+        if not return_stages:
+            return out
+        stages = [(dp + self.up(s).to(dp.dtype))[..., :hh, :ww] for s in states] + [out]
+        return out, stages
+
+    def explainable_convs(self) -> list[tuple[str, ExplainableConv]]:
+        """(name, module) of every ExplainableConv, in forward order."""
+        return [(n, mod) for n, mod in self.named_modules() if isinstance(mod, ExplainableConv)]
+
+    def record_explanations(self, enabled: bool = True) -> None:
+        """Make every ExplainableConv keep its last attention and mask (see ExplainableConv)."""
+        for _, mod in self.explainable_convs():
+            mod.record = enabled
+            if not enabled:
+                mod.last_attention = mod.last_mask = None
+
+    def step_sizes(self) -> list[float]:
+        """The learned η of every RESM, in order (N IPBlocks, then the final RESM)."""
+        return [b.resm.eta.item() for b in self.blocks] + [self.final.eta.item()]

@@ -1,0 +1,38 @@
+"""Small helpers shared by the op front-ends: argument checks and the autocast dtype."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise a one-line ValueError naming the argument when `condition` is false."""
+    if not condition:
+        raise ValueError(message)
+
+
+def float_dtype_of(name: str, t: Tensor) -> torch.dtype:
+    check(t.dtype in FLOAT_DTYPES, f"{name} must be a floating-point tensor, got {t.dtype}")
+    return t.dtype
+
+
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The autocast dtype active for `device_type`, or None when autocast is off there."""
+    if device_type not in ("cuda", "cpu"):
+        return None
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    return torch.get_autocast_dtype(device_type)
+
+
+def common_dtype(*tensors: Tensor) -> torch.dtype:
+    """The dtype an op computes in: the autocast dtype if autocast is on, else the promoted input dtype."""
+    dtype = autocast_dtype(tensors[0].device.type)
+    if dtype is not None:
+        return dtype
+    result = tensors[0].dtype
+    for t in tensors[1:]:
+        result = torch.promote_types(result, t.dtype)
+    return result

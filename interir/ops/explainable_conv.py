@@ -1,0 +1,176 @@
+"""Explainable convolution (SPEC §2): attention from a thresholded mask, then a per-sample modulated conv.
+
+Two torch.library ops per backend, `interir::explainable_attention_<backend>` and
+`interir::modulated_conv_<backend>`, each with a fake implementation and an autograd formula whose backward
+is itself an op of the same backend. `define_backend` is how a backend (reference, triton, cuda) plugs in.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor
+
+from interir.ops import backends
+from interir.ops._common import autocast_dtype, check, float_dtype_of
+
+
+def _attention_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def define_backend(
+    backend: str,
+    *,
+    attention: Callable,
+    attention_backward: Callable,
+    conv: Callable,
+    conv_backward: Callable,
+    device_types=None,
+    supports: Callable | None = None,
+) -> None:
+    """Register the two ops of `backend` from plain functions with the signatures of interir.ops.reference."""
+
+    @torch.library.custom_op(f"interir::explainable_attention_{backend}", mutates_args=(), device_types=device_types)
+    def attention_op(x: Tensor, theta: Tensor, kernel_size: int, tau: float) -> Tensor:
+        return attention(x, theta, kernel_size, tau)
+
+    @attention_op.register_fake
+    def _(x, theta, kernel_size, tau):
+        return x.new_empty((x.shape[0], x.shape[1], kernel_size, kernel_size), dtype=_attention_dtype(x))
+
+    @torch.library.custom_op(
+        f"interir::explainable_attention_backward_{backend}", mutates_args=(), device_types=device_types
+    )
+    def attention_backward_op(
+        grad_attn: Tensor, x: Tensor, theta: Tensor, attn: Tensor, tau: float
+    ) -> tuple[Tensor, Tensor]:
+        return attention_backward(grad_attn, x, theta, attn, tau)
+
+    @attention_backward_op.register_fake
+    def _(grad_attn, x, theta, attn, tau):
+        return torch.empty_like(x), torch.empty_like(theta)
+
+    def attention_setup(ctx, inputs, output):
+        x, theta, _, tau = inputs
+        ctx.save_for_backward(x, theta, output)
+        ctx.tau = tau
+
+    def attention_grad(ctx, grad_attn):
+        x, theta, attn = ctx.saved_tensors
+        dx, dtheta = attention_backward_op(grad_attn.contiguous(), x, theta, attn, ctx.tau)
+        return dx, dtheta, None, None
+
+    attention_op.register_autograd(attention_grad, setup_context=attention_setup)
+
+    @torch.library.custom_op(f"interir::modulated_conv_{backend}", mutates_args=(), device_types=device_types)
+    def conv_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], attn: Tensor, groups: int) -> Tensor:
+        return conv(x, weight, bias, attn, groups)
+
+    @conv_op.register_fake
+    def _(x, weight, bias, attn, groups):
+        return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
+
+    @torch.library.custom_op(f"interir::modulated_conv_backward_{backend}", mutates_args=(), device_types=device_types)
+    def conv_backward_op(
+        grad_y: Tensor, x: Tensor, weight: Tensor, attn: Tensor, groups: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return conv_backward(grad_y, x, weight, attn, groups)
+
+    @conv_backward_op.register_fake
+    def _(grad_y, x, weight, attn, groups):
+        return (
+            torch.empty_like(x),
+            torch.empty_like(weight),
+            torch.empty_like(attn),
+            weight.new_empty((weight.shape[0],)),
+        )
+
+    def conv_setup(ctx, inputs, output):
+        x, weight, bias, attn, groups = inputs
+        ctx.save_for_backward(x, weight, attn)
+        ctx.groups = groups
+        ctx.has_bias = bias is not None
+        ctx.bias_dtype = bias.dtype if bias is not None else None
+
+    def conv_grad(ctx, grad_y):
+        x, weight, attn = ctx.saved_tensors
+        dx, dweight, dattn, dbias = conv_backward_op(grad_y.contiguous(), x, weight, attn, ctx.groups)
+        return dx, dweight, dbias.to(ctx.bias_dtype) if ctx.has_bias else None, dattn, None
+
+    conv_op.register_autograd(conv_grad, setup_context=conv_setup)
+
+    backends.register(backend, "explainable_attention", attention_op, supports)
+    backends.register(backend, "modulated_conv", conv_op, supports)
+
+
+def explainable_attention(
+    x: Tensor, theta: Tensor, kernel_size: int, tau: float = 0.5, *, backend: str | None = None
+) -> Tensor:
+    """Attention A = k²·softmax(adaptive_avg_pool(1[x > θ], k×k)) of SPEC §2.
+
+    x: B×Cin×H×W float, theta: 1-element tensor → A: B×Cin×k×k, float32 (float64 for float64 x).
+    Gradients reach x and θ through the straight-through surrogate sigmoid((x − θ)/τ).
+    """
+    check(x.dim() == 4, f"explainable_attention: x must be 4-D B×C×H×W, got shape {tuple(x.shape)}")
+    float_dtype_of("explainable_attention: x", x)
+    check(theta.numel() == 1, f"explainable_attention: theta must have one element, got {theta.numel()}")
+    check(kernel_size >= 1, f"explainable_attention: kernel_size must be ≥ 1, got {kernel_size}")
+    check(tau > 0, f"explainable_attention: tau must be > 0, got {tau}")
+    theta = theta.reshape(()).to(device=x.device)
+    return backends.dispatch(
+        "explainable_attention", x.device, backend, x.contiguous(), theta, int(kernel_size), float(tau)
+    )
+
+
+def modulated_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    attn: Tensor,
+    groups: int = 1,
+    *,
+    backend: str | None = None,
+) -> Tensor:
+    """y[b,o] = Σ_{c,t} Wt[o,c,t]·A[b,c,t]·x[b,c,·+t] + bias[o]: stride 1, 'same' padding, one shared weight.
+
+    x: B×Cin×H×W, weight: Cout×(Cin/groups)×k×k (k odd), bias: Cout or None, attn: B×Cin×k×k → B×Cout×H×W
+    in x's dtype (the autocast dtype under autocast).
+    """
+    check(x.dim() == 4, f"modulated_conv: x must be 4-D B×C×H×W, got shape {tuple(x.shape)}")
+    float_dtype_of("modulated_conv: x", x)
+    check(weight.dim() == 4, f"modulated_conv: weight must be 4-D Cout×Cin×k×k, got {tuple(weight.shape)}")
+    k = weight.shape[-1]
+    check(weight.shape[-2] == k and k % 2 == 1, f"modulated_conv: kernel must be square and odd, got {k}")
+    b, cin = x.shape[:2]
+    check(groups >= 1 and cin % groups == 0 and weight.shape[0] % groups == 0,
+          f"modulated_conv: groups={groups} must divide Cin={cin} and Cout={weight.shape[0]}")
+    check(weight.shape[1] * groups == cin,
+          f"modulated_conv: weight has {weight.shape[1]}×{groups} input channels, x has {cin}")
+    check(tuple(attn.shape) == (b, cin, k, k),
+          f"modulated_conv: attn must be {(b, cin, k, k)}, got {tuple(attn.shape)}")
+    check(bias is None or tuple(bias.shape) == (weight.shape[0],),
+          f"modulated_conv: bias must have shape ({weight.shape[0]},), got {None if bias is None else tuple(bias.shape)}")
+    dtype = autocast_dtype(x.device.type) or x.dtype
+    x, weight = x.to(dtype).contiguous(), weight.to(dtype).contiguous()
+    return backends.dispatch("modulated_conv", x.device, backend, x, weight, bias, attn.contiguous(), int(groups))
+
+
+def explainable_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    theta: Tensor,
+    *,
+    tau: float = 0.5,
+    groups: int = 1,
+    return_attention: bool = False,
+    backend: str | None = None,
+):
+    """ExplainableConv of SPEC §2: A = attention(x, θ); y = modulated_conv(x, Wt, bias, A).
+
+    Returns y (B×Cout×H×W), or (y, A) with A: B×Cin×k×k when `return_attention`.
+    """
+    attn = explainable_attention(x, theta, weight.shape[-1], tau, backend=backend)
+    y = modulated_conv(x, weight, bias, attn, groups, backend=backend)
+    return (y, attn) if return_attention else y

@@ -1,0 +1,215 @@
+"""Efficiency figures of SPEC §7 and the `interir info` command.
+
+- parameters;
+- multiply-accumulates (MACs) for one input, counted two ways:
+  `macs_all`   every matrix-class product (convolutions, per-sample modulated convs, Kronecker and DMUM
+               matrix products), by torch's FlopCounterMode with formulas for interir's custom ops;
+  `macs_hooks` what a module-hook counter (thop / ptflops style) sees: nn.Conv2d and nn.Linear only —
+               the functional per-sample convs and the matrix products are invisible to it;
+- CPU latency (median of repeated forwards after a warm-up).
+MAC counting runs on the meta device, so the paper preset is counted at any size without memory or time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+
+from interir import ops
+from interir.model import PRESETS, build_model
+
+_OPS_WITH_FLOPS = ("modulated_conv", "modulated_conv_backward", "kron_apply", "kron_apply_backward",
+                   "kron_step", "kron_step_backward")
+_registered: set[str] = set()
+
+
+def _modulated_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    b, _, h, w = x_shape
+    cout, cin_g, k, _ = w_shape
+    return 2 * b * cout * h * w * cin_g * k * k
+
+
+def _kron_flops(x_shape, p1_shape, p2_shape) -> int:
+    b, c, h, w = x_shape
+    return 2 * b * c * (h * w * w + h * h * w)
+
+
+def _flop_formula(name: str):
+    if name == "modulated_conv":
+        return _modulated_conv_flops
+    if name == "modulated_conv_backward":  # dx and the per-sample weight gradient: two convs
+        return lambda g, x, w, *a, out_shape=None, **k: 2 * _modulated_conv_flops(x, w)
+    if name == "kron_apply":
+        return lambda x, p1, p2, *a, out_shape=None, **k: _kron_flops(x, p1, p2)
+    if name == "kron_apply_backward":  # dX, dP1, dP2: two products each, one shared
+        return lambda g, x, p1, p2, *a, out_shape=None, **k: 3 * _kron_flops(x, p1, p2)
+    if name == "kron_step":
+        return lambda x, f, g1, g2, *a, out_shape=None, **k: _kron_flops(f, g1, g2)
+    if name == "kron_step_backward":
+        return lambda g, f, g1, g2, *a, out_shape=None, **k: 3 * _kron_flops(f, g1, g2)
+    raise KeyError(name)
+
+
+def register_op_flops() -> None:
+    """Teach FlopCounterMode the cost of every interir custom op defined so far (idempotent)."""
+    for backend in ops.BACKENDS:
+        for name in _OPS_WITH_FLOPS:
+            qualified = f"{name}_{backend}"
+            if qualified in _registered or not hasattr(torch.ops.interir, qualified):
+                continue
+            register_flop_formula(getattr(torch.ops.interir, qualified))(_flop_formula(name))
+            _registered.add(qualified)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """The same network on the meta device (no memory), for counting."""
+    import copy
+
+    return copy.deepcopy(model).to("meta")
+
+
+def count_macs_all(model: nn.Module, input_shape=(1, 3, 256, 256)) -> int:
+    """MACs of one forward, every matrix-class product included (see module doc)."""
+    register_op_flops()
+    meta = _meta_copy(model)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        meta(torch.empty(input_shape, device="meta"))
+    return counter.get_total_flops() // 2
+
+
+def count_macs_hooks(model: nn.Module, input_shape=(1, 3, 256, 256)) -> int:
+    """MACs that forward hooks on nn.Conv2d / nn.Linear see (thop-style: output size × fan-in, no bias)."""
+    meta = _meta_copy(model)
+    total = 0
+
+    def conv_hook(mod, inputs, out):
+        nonlocal total
+        total += out.numel() * (mod.in_channels // mod.groups) * math.prod(mod.kernel_size)
+
+    def linear_hook(mod, inputs, out):
+        nonlocal total
+        total += out.numel() * mod.in_features
+
+    handles = []
+    for mod in meta.modules():
+        if isinstance(mod, nn.Conv2d):
+            handles.append(mod.register_forward_hook(conv_hook))
+        elif isinstance(mod, nn.Linear):
+            handles.append(mod.register_forward_hook(linear_hook))
+    try:
+        with torch.no_grad():
+            meta(torch.empty(input_shape, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def measure_latency(model: nn.Module, size: int = 256, repeats: int = 5, warmup: int = 1, batch: int = 1,
+                    device: str = "cpu") -> dict:
+    """Forward latency in seconds (median, min, all runs) of `model` on a random batch×3×size×size input."""
+    model = model.to(device).eval()
+    x = torch.rand(batch, 3, size, size, device=device)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model(x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "runs_s": times,
+            "size": size, "batch": batch, "threads": torch.get_num_threads(), "device": device}
+
+
+def profile_preset(preset: str, size: int = 256, repeats: int = 5, latency: bool = True, **overrides) -> dict:
+    """Every figure of SPEC §7 for one preset, as a JSON-able dict."""
+    model = build_model(preset, **overrides)
+    shape = (1, 3, size, size)
+    report = {
+        "preset": preset,
+        "config": {k: v for k, v in model.cfg.to_dict().items() if k != "extra"},
+        "parameters": count_parameters(model),
+        "input_shape": list(shape),
+        "macs_all": count_macs_all(model, shape),
+        "macs_hooks": count_macs_hooks(model, shape),
+    }
+    if latency:
+        report["cpu_latency"] = measure_latency(model, size, repeats)
+    return report
+
+
+def environment() -> dict:
+    """Versions and backends, for `interir info` and benchmark records."""
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "triton": triton_version,
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_threads": torch.get_num_threads(),
+        "backends": {k: (v or "available") for k, v in ops.available_backends().items()},
+    }
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="model preset (default: paper)")
+    parser.add_argument("--size", type=int, default=256, help="input side for MACs and latency (default: 256)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed forwards for the latency median (default: 5)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the latency (default: torch's)")
+    parser.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+
+
+def _fmt(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {unit}"
+    return str(n)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.size < 1 or args.repeats < 1:
+        raise ValueError("--size and --repeats must be positive")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError("--threads must be positive")
+        torch.set_num_threads(args.threads)
+    env = environment()
+    report = profile_preset(args.preset, args.size, args.repeats, latency=not args.no_latency)
+    report["environment"] = env
+    print(f"interir preset '{args.preset}': {report['config']}")
+    print(f"  parameters            {report['parameters']:,} ({_fmt(report['parameters'])})")
+    print(f"  MACs, all products    {_fmt(report['macs_all'])} at 3×{args.size}×{args.size}")
+    print(f"  MACs, module hooks    {_fmt(report['macs_hooks'])} (what thop/ptflops-style counters see)")
+    if "cpu_latency" in report:
+        lat = report["cpu_latency"]
+        print(f"  CPU latency           {lat['median_s'] * 1e3:.1f} ms median of {args.repeats} "
+              f"(min {lat['min_s'] * 1e3:.1f} ms, {lat['threads']} threads)")
+    print(f"  torch {env['torch']}, triton {env['triton']}, GPU {env['cuda_device']}")
+    print("  backends: " + ", ".join(f"{k}: {v}" for k, v in env["backends"].items()))
+    if args.json:
+        from interir.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(report, indent=2))
+    return 0

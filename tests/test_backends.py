@@ -1,0 +1,88 @@
+"""The backend switch: precedence (call > context > env > auto), errors, and that a backend plugs in
+without touching the model."""
+import pytest
+import torch
+
+import interir
+from interir import ops
+from interir.ops import backends
+
+
+def test_default_is_auto_and_reference_on_cpu(monkeypatch):
+    monkeypatch.delenv("INTERIR_BACKEND", raising=False)
+    assert ops.current_backend() == "auto"
+    assert ops.available_backends()["reference"] is None
+
+
+def test_precedence_env_context_call(monkeypatch):
+    monkeypatch.setenv("INTERIR_BACKEND", "reference")
+    assert ops.current_backend() == "reference"
+    with ops.use_backend("auto"):
+        assert ops.current_backend() == "auto"
+        with ops.use_backend("triton"):
+            assert ops.current_backend() == "triton"
+        assert ops.current_backend() == "auto"
+    assert ops.current_backend() == "reference"
+
+
+def test_unknown_backend_names_are_rejected(monkeypatch):
+    with pytest.raises(ValueError, match="unknown backend 'fast'"):
+        with ops.use_backend("fast"):
+            pass
+    monkeypatch.setenv("INTERIR_BACKEND", "gpu")
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        ops.current_backend()
+
+
+def test_unavailable_backend_says_which_and_why(monkeypatch):
+    monkeypatch.setitem(backends._LOAD_ERRORS, "cuda", "the extension interir._C was not built")
+    x = torch.randn(1, 1, 3, 3)
+    with pytest.raises(ops.BackendUnavailable, match="backend 'cuda' cannot run kron_apply: the extension"):
+        ops.kron_apply(x, torch.randn(1, 1, 3, 3), torch.randn(1, 1, 3, 3), backend="cuda")
+
+
+def test_supports_veto_is_reported_and_auto_skips(monkeypatch):
+    calls = []
+
+    def fake_loss(pred, target):
+        calls.append(1)
+        return torch.ops.interir.fft_l1_loss_reference(pred, target)
+
+    monkeypatch.setitem(backends._LOAD_ERRORS, "triton", "")
+    monkeypatch.setitem(backends._REGISTRY["triton"], "fft_l1_loss",
+                        (fake_loss, lambda p, t: None if p.shape[-1] % 2 == 0 else "odd widths unsupported"))
+    a, b = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
+    ops.fft_l1_loss(a, b, backend="triton")
+    assert calls == [1]
+    with pytest.raises(ops.BackendUnavailable, match="odd widths unsupported"):
+        ops.fft_l1_loss(a[..., :3], b[..., :3], backend="triton")
+
+
+def test_a_backend_plugs_in_without_touching_the_model(monkeypatch):
+    """Route every op to a counting 'triton' stand-in: the model must call only interir.ops for the hot
+    pieces, and the result must equal the reference run."""
+    from tests.conftest import wake_up
+
+    counts = {}
+    monkeypatch.setitem(backends._LOAD_ERRORS, "triton", "")
+    for name, (fn, _) in list(backends._REGISTRY["reference"].items()):
+        def counted(*args, _fn=fn, _name=name, **kw):
+            counts[_name] = counts.get(_name, 0) + 1
+            return _fn(*args, **kw)
+
+        monkeypatch.setitem(backends._REGISTRY["triton"], name, (counted, None))
+    model = wake_up(interir.build_model("tiny")).eval()
+    x = torch.rand(2, 3, 20, 24)
+    with torch.no_grad():
+        expected = model(x)
+        with ops.use_backend("triton"):
+            got = model(x)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    n_conv = len(model.explainable_convs())
+    n_resm = model.cfg.num_blocks + 1
+    assert counts == {
+        "explainable_attention": n_conv,
+        "modulated_conv": n_conv,
+        "kron_apply": 2 * n_resm,  # PᵀP(X) and Pᵀ(Dd) in each RESM
+        "kron_step": n_resm,
+    }
