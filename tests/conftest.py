@@ -5,6 +5,10 @@ import random
 import pytest
 import torch
 
+# Without a GPU the Triton kernels run under the interpreter; it must be chosen before triton is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 # Fresh random inputs on every run; rerun a failure with the PYTEST_SEED printed in the session header.
 BASE_SEED = int(os.environ.get("PYTEST_SEED") or random.SystemRandom().randrange(2**31))

@@ -1,0 +1,161 @@
+"""Training: resume equals uninterrupted, DDP keeps ranks identical, atomic checkpoints, config errors."""
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from interir import checkpoint as ck
+from interir.cli import main
+from interir.config import load_config
+from interir.train import train
+
+
+def _photos(folder: Path, n: int = 3, size: int = 48) -> Path:
+    """Small crops of scikit-image's bundled photographs."""
+    from PIL import Image
+    from skimage import data
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(("astronaut", "chelsea", "coffee", "rocket")[:n]):
+        img = getattr(data, name)()
+        top, left = img.shape[0] // 3, img.shape[1] // 3
+        Image.fromarray(img[top:top + size, left:left + size]).save(folder / f"{name}.png")
+    return folder
+
+
+def _cfg(tmp_path: Path, **over):
+    overrides = [
+        f"path.experiments_root={tmp_path / 'exp'}",
+        "name=run",
+        "model.preset=tiny",
+        f"datasets.train.root={_photos(tmp_path / 'clean')}",
+        "datasets.train.patch_size=32",
+        "datasets.train.batch_size_per_gpu=2",
+        "datasets.train.num_workers=0",
+        "train.total_iter=10",
+        "train.ema_decay=0.9",
+        "logger.save_checkpoint_freq=5",
+        "logger.print_freq=1",
+        "logger.tensorboard=false",
+    ] + [f"{k}={v}" for k, v in over.items()]
+    return load_config(None, overrides)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full = train(_cfg(tmp_path / "a"), progress=False)
+    first = train(_cfg(tmp_path / "b"), progress=False, stop_at=5)
+    assert first["steps"] == 5 and ck.CheckpointDir(tmp_path / "b" / "exp" / "run").latest()["step"] == 5
+    second = train(_cfg(tmp_path / "b"), resume=True, progress=False)
+    assert second["steps"] == 10 and len(second["losses"]) == 5
+    np.testing.assert_allclose(first["losses"] + second["losses"], full["losses"], rtol=1e-5, atol=1e-7)
+    for (name, a), b in zip(full["model"].state_dict().items(), second["model"].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    for a, b in zip(full["ema"].state_dict().values(), second["ema"].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_rebuilds_its_network_and_log_is_written(tmp_path):
+    result = train(_cfg(tmp_path, **{"model.explainable": "false"}), progress=False)
+    folder = Path(result["folder"])
+    model, meta = ck.load_model(folder)  # the experiment folder → latest EMA weights
+    assert meta["model"]["preset"] == "tiny" and meta["model"]["explainable"] is False
+    assert meta["extra"]["step"] == 10 and meta["extra"]["ema"] is True
+    for a, b in zip(model.state_dict().values(), result["ema"].state_dict().values()):
+        torch.testing.assert_close(a, b)
+    log = (folder / "train.log").read_text()
+    assert "step 10 loss" in log and "saved checkpoint at step 10" in log
+    assert sorted(p.name for p in folder.glob("step_*.safetensors")) == [
+        "step_00000005.ema.safetensors", "step_00000005.safetensors",
+        "step_00000010.ema.safetensors", "step_00000010.safetensors"]
+    with pytest.raises(ck.InterIRError, match="expected 'small'"):
+        ck.load_model(folder, expect={"preset": "small"})
+
+
+def test_killed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path)
+    train(cfg, progress=False, stop_at=5)
+    folder = tmp_path / "exp" / "run"
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "train.log"}
+
+    def dying_save(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")  # half a file, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck, "save_file", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, resume=True, progress=False)
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != "train.log"}
+    assert after == before  # nothing partial left, the step-5 files and latest.json unchanged
+    assert json.loads((folder / "latest.json").read_text())["step"] == 5
+    ck.load_model(folder)
+
+
+def test_dgunet_loss_requires_dgunet(tmp_path):
+    with pytest.raises(ck.InterIRError, match="needs model.name: dgunet"):
+        train(_cfg(tmp_path, **{"train.loss.type": "dgunet"}), progress=False)
+
+
+def test_bf16_autocast_trains(tmp_path):
+    result = train(_cfg(tmp_path, **{"train.bf16": "true", "train.total_iter": 2}), progress=False)
+    assert result["steps"] == 2 and all(np.isfinite(result["losses"]))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, cfg, out):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    result = train(cfg, progress=False)
+    torch.save({k: v.clone() for k, v in result["model"].state_dict().items()}, f"{out}/rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_keep_parameters_identical(tmp_path):
+    cfg = _cfg(tmp_path, **{"train.total_iter": 3})
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    init = __import__("interir").build_model("tiny")
+    assert any(not torch.equal(a[k], v) for k, v in init.state_dict().items())  # it did train
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "missing.yml"], "config file not found"),
+        (["train", "{cfg}", "--set", "train.totl_iter=3"], "unknown config key 'train.totl_iter'"),
+        (["train", "{cfg}", "--set", "datasets.train.root=/nonexistent"], "does not exist"),
+        (["train", "{cfg}", "--set", "train.scheduler.type=step"], "cosine or constant"),
+        (["train", "{cfg}", "--set", "model.preset=huge"], "unknown preset"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
+    cfg_file = tmp_path / "cfg.yml"
+    cfg_file.write_text(f"name: x\npath: {{experiments_root: {tmp_path}}}\nmodel: {{preset: tiny}}\n"
+                        f"datasets: {{train: {{root: {_photos(tmp_path / 'c', 1)}, num_workers: 0}}}}\n")
+    code = main([a.replace("{cfg}", str(cfg_file)) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and message in err and "\n" not in err, err
+
+
+def test_cli_refuses_to_overwrite_an_experiment(tmp_path, capsys):
+    cfg_file = tmp_path / "cfg.yml"
+    cfg_file.write_text(f"name: x\npath: {{experiments_root: {tmp_path / 'exp'}}}\nmodel: {{preset: tiny}}\n"
+                        f"datasets: {{train: {{root: {_photos(tmp_path / 'c', 1)}, num_workers: 0, patch_size: 32,"
+                        f" batch_size_per_gpu: 1}}}}\ntrain: {{total_iter: 1}}\nlogger: {{tensorboard: false}}\n")
+    assert main(["train", str(cfg_file), "--no-progress"]) == 0
+    assert main(["train", str(cfg_file), "--no-progress"]) == 1
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["train", str(cfg_file), "--no-progress", "--resume", "--set", "train.total_iter=2"]) == 0
