@@ -1,0 +1,194 @@
+"""`interir synth`: a multi-degradation test set (SPEC §4) from a folder of clean images, or a preview grid.
+
+    interir synth CLEAN_DIR OUT_DIR [--seed 0] [--combos H+R+N,H] [--force]
+    interir synth PHOTO_OR_DIR --preview grid.png [--tile 160]
+
+Layout written (read back by interir.data.datasets.load_synthetic_testset):
+
+    OUT_DIR/manifest.jsonl          one JSON record per degraded image (combination, levels, airlight,
+                                    angle, length, seed, generator version, sha256 of the pixels)
+    OUT_DIR/target/<name>.png       the clean image (RGB, 8-bit), shared by all combinations
+    OUT_DIR/<combo>/input/<name>.png  the degraded image, for each combo in H+R+N H+R H+N R+N H R N
+
+Each image's levels are drawn uniformly per combination from a seed that depends only on (--seed, the
+image's name, the combination), so adding images leaves the others unchanged and the same command on the
+same images gives the same pixels.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from interir.data.degrade import COMBINATIONS, LEVEL_MAX, degrade, degrade_combo, mix_seed, parse_combo
+from interir.data.datasets import MANIFEST
+from interir.data.imageio import list_images, quantize, read_image, write_image
+from interir.errors import InterIRError
+
+PREVIEW_FRACTIONS = (1 / 3, 2 / 3, 1.0)  # preview rows: these fractions of each maximum level (SPEC §4)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="folder of clean images (or, with --preview, one photo)")
+    parser.add_argument("out", nargs="?", help="output folder of the test set")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    parser.add_argument("--combos", default=",".join(COMBINATIONS),
+                        help="comma-separated combinations to make (default: all 7)")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty output folder, replacing a previous set there")
+    parser.add_argument("--preview", metavar="PNG",
+                        help="write a grid of one photo under all 7 combinations at three levels")
+    parser.add_argument("--tile", type=int, default=160, help="preview tile size in pixels (default 160)")
+    parser.add_argument("--colors", type=int, default=0,
+                        help="save the preview with a palette of this many colours, dithered (smaller file; "
+                             "default 0: full RGB)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.preview is None and args.out is None:
+        raise InterIRError("give an output folder (or --preview PNG)")
+    if args.preview is not None:
+        src = Path(args.source)
+        photo = src if src.is_file() else _first_image(src)
+        path = write_preview(photo, args.preview, seed=args.seed, tile=args.tile, colors=args.colors)
+        print(f"wrote {path}")
+    if args.out is not None:
+        combos = [parse_combo(c) for c in args.combos.split(",") if c.strip()]
+        manifest = build_testset(args.source, args.out, seed=args.seed, combos=combos, force=args.force,
+                                 progress=not args.quiet)
+        n = sum(1 for _ in open(manifest, encoding="utf-8"))
+        print(f"wrote {n} degraded images and {manifest}")
+    return 0
+
+
+def _first_image(folder: Path) -> Path:
+    files = list_images(folder)
+    if not files:
+        raise InterIRError(f"no images in {folder}")
+    return files[0]
+
+
+def name_seed(seed: int, name: str, combo: str) -> int:
+    """The seed of one degraded image: depends on the base seed, the image name and the combination."""
+    h = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+    return mix_seed(seed, h, COMBINATIONS.index(combo))
+
+
+def pixels_sha256(arr: np.ndarray) -> str:
+    """sha256 of an image's decoded pixels (H×W×C uint8, C order): independent of the PNG encoder."""
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InterIRError(f"output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise InterIRError(f"output folder {out} is not empty; use --force to replace the set in it")
+        # Remove only what a previous run wrote; anything else in the folder stays.
+        for name in ("target", *COMBINATIONS):
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+        (out / MANIFEST).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def build_testset(source: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0,
+                  combos: Sequence[str] = COMBINATIONS, force: bool = False, progress: bool = True) -> Path:
+    """Write the test set (layout in the module docstring) and return the manifest's path."""
+    source, out = Path(source), Path(out)
+    files = list_images(source)
+    if not files:
+        raise InterIRError(f"no images in {source}")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise InterIRError(f"two source images share the name {f.stem!r}: {stems[f.stem]} and {f}")
+        stems[f.stem] = f
+    combos = [parse_combo(c) for c in combos]
+    _prepare_out(out, force)
+    tmp = out / f".{MANIFEST}.tmp"
+    bar = tqdm(total=len(files) * len(combos), desc="synth", unit="img", disable=not progress)
+    try:
+        with open(tmp, "w", encoding="utf-8") as manifest:
+            for f in files:
+                # degrade the 8-bit clean image that target/ holds, so target + record regenerate the input
+                clean8 = quantize(read_image(f))
+                clean = torch.from_numpy(clean8).permute(2, 0, 1).float() / 255.0
+                target = f"target/{f.stem}.png"
+                write_image(out / target, clean8)
+                for combo in combos:
+                    degraded, p = degrade_combo(clean, combo, seed=name_seed(seed, f.stem, combo))
+                    arr = quantize(degraded)
+                    rel = f"{combo}/input/{f.stem}.png"
+                    write_image(out / rel, arr)
+                    rec = {"name": f.stem, "combo": combo, "input": rel, "target": target, "source": f.name,
+                           "height": int(clean.shape[1]), "width": int(clean.shape[2]), "set_seed": seed,
+                           **p, "pixels_sha256": pixels_sha256(arr)}
+                    manifest.write(json.dumps(rec, sort_keys=True) + "\n")
+                    bar.update(1)
+        os.replace(tmp, out / MANIFEST)
+    finally:
+        bar.close()
+        tmp.unlink(missing_ok=True)
+    return out / MANIFEST
+
+
+# ------------------------------------------------------------------------------------------- preview
+
+
+def preview_grid(clean: torch.Tensor, seed: int = 0, fractions: Sequence[float] = PREVIEW_FRACTIONS
+                 ) -> list[list[torch.Tensor]]:
+    """rows (one per level fraction) of [clean, degraded under each of the 7 combinations] (3×H×W each)."""
+    rows = []
+    for frac in fractions:
+        row = [clean]
+        for combo in COMBINATIONS:
+            levels = {k: (LEVEL_MAX[k] * frac if k[0].upper() in combo else 0.0) for k in LEVEL_MAX}
+            row.append(degrade(clean, **levels, seed=seed)[0])
+        rows.append(row)
+    return rows
+
+
+def write_preview(photo: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0, tile: int = 160,
+                  colors: int = 0) -> Path:
+    """Save a labelled grid: columns clean + 7 combinations, rows ⅓, ⅔ and all of each maximum level.
+
+    colors: 0 for full RGB, else a median-cut palette of that many colours with Floyd–Steinberg dithering.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if tile < 32:
+        raise InterIRError("--tile must be at least 32")
+    if not 0 <= colors <= 256 or colors == 1:
+        raise InterIRError("--colors must be 0 (full RGB) or 2–256")
+    img = Image.fromarray(quantize(read_image(photo)))
+    s = min(img.size)
+    img = img.crop(((img.width - s) // 2, (img.height - s) // 2, (img.width + s) // 2, (img.height + s) // 2))
+    clean = torch.from_numpy(np.array(img.resize((tile, tile), Image.LANCZOS))).permute(2, 0, 1).float() / 255
+    rows = preview_grid(clean, seed)
+    pad, head, left = 4, 18, 96
+    grid = Image.new("RGB", (left + 8 * (tile + pad), head + 3 * (tile + pad)), "white")
+    draw = ImageDraw.Draw(grid)
+    font = ImageFont.load_default()
+    for j, label in enumerate(("clean", *COMBINATIONS)):
+        draw.text((left + j * (tile + pad) + 4, 3), label, fill="black", font=font)
+    for i, (frac, row) in enumerate(zip(PREVIEW_FRACTIONS, rows)):
+        y = head + i * (tile + pad)
+        text = "\n".join(f"{k} {LEVEL_MAX[k] * frac:.0f}" for k in LEVEL_MAX)
+        draw.multiline_text((4, y + 4), text, fill="black", font=font)
+        for j, t in enumerate(row):
+            grid.paste(Image.fromarray(quantize(t)), (left + j * (tile + pad), y))
+    if colors:
+        palette = grid.quantize(colors, method=Image.Quantize.MEDIANCUT)
+        grid = grid.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+    return write_image(out, grid)

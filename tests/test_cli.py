@@ -1,0 +1,45 @@
+"""`interir` command line: help, `info`, and one-line errors with non-zero exit codes."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+import interir
+from interir.cli import main
+from interir.profile import count_macs_all, count_macs_hooks, count_parameters
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "info" in out and "synth" in out
+
+
+def test_info_prints_and_writes_figures(tmp_path, capsys):
+    out_json = tmp_path / "sub" / "tiny.json"
+    assert main(["info", "--preset", "tiny", "--size", "32", "--repeats", "1", "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    report = json.loads(out_json.read_text())
+    model = interir.build_model("tiny")
+    assert report["parameters"] == count_parameters(model) == 284_464
+    assert report["macs_all"] == count_macs_all(model, (1, 3, 32, 32))
+    assert report["macs_hooks"] == count_macs_hooks(model, (1, 3, 32, 32))
+    assert report["cpu_latency"]["median_s"] > 0
+    assert "284,464" in text and "MACs" in text
+    assert not list(out_json.parent.glob(".*tmp"))  # the atomic write left no temporary file
+
+
+def test_info_error_is_one_line(capsys):
+    assert main(["info", "--preset", "tiny", "--size", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("interir info: error:") and "\n" not in err
+
+
+def test_module_entry_point_runs():
+    proc = subprocess.run([sys.executable, "-m", "interir", "info", "--preset", "tiny", "--size", "16", "--no-latency"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "parameters" in proc.stdout and "Traceback" not in proc.stderr
