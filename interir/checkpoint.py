@@ -30,7 +30,8 @@ LATEST = "latest.json"
 # ------------------------------------------------------------------------------------------ weights
 def save_weights(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any] | None = None) -> Path:
     """Write `model`'s weights and description to a safetensors file, atomically."""
-    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+    # clone: safetensors refuses tensors that share memory (DGUNet shares one PReLU between modules)
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in unwrap(model).state_dict().items()}
     meta = {"format": FORMAT, "model": json.dumps(model_spec(unwrap(model)))}
     if extra:
         meta["extra"] = json.dumps(extra)

@@ -41,7 +41,8 @@ DEFAULTS: dict[str, Any] = {
         "total_iter": 300_000,
         "optim": {"type": "Adam", "lr": 5e-4, "betas": [0.9, 0.999], "weight_decay": 0.0},
         "scheduler": {"type": "cosine", "eta_min": 1e-6},  # cosine | constant
-        "loss": {"type": "l1_fft", "l1": 1.0, "fft": 0.1},  # l1_fft (SPEC §3) | dgunet (its own)
+        # auto: l1_fft for InterIR, dgunet for DGUNet | l1_fft: l1·L1 + fft·FFT-L1 (SPEC §3) | dgunet: multi-stage
+        "loss": {"type": "auto", "l1": 1.0, "fft": 0.1},
         "grad_clip": 1.0,  # max gradient norm; 0 disables
         "ema_decay": 0.999,  # 0 disables the EMA copy
         "bf16": False,  # bfloat16 autocast

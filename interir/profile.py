@@ -23,7 +23,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 from interir import ops
-from interir.model import PRESETS, build_model
+from interir.model import DGUNET_PRESETS, PRESETS
+from interir.model.zoo import build
 
 _OPS_WITH_FLOPS = ("modulated_conv", "modulated_conv_backward", "kron_apply", "kron_apply_backward",
                    "kron_step", "kron_step_backward")
@@ -137,10 +138,12 @@ def measure_latency(model: nn.Module, size: int = 256, repeats: int = 5, warmup:
 
 
 def profile_preset(preset: str, size: int = 256, repeats: int = 5, latency: bool = True, **overrides) -> dict:
-    """Every figure of SPEC §7 for one preset, as a JSON-able dict."""
-    model = build_model(preset, **overrides)
+    """Every figure of SPEC §7 for one preset (InterIR's or DGUNet's), as a JSON-able dict."""
+    name = "dgunet" if preset in DGUNET_PRESETS else "interir"
+    model = build({"name": name, "preset": preset, **overrides})
     shape = (1, 3, size, size)
     report = {
+        "model": name,
         "preset": preset,
         "config": {k: v for k, v in model.cfg.to_dict().items() if k != "extra"},
         "parameters": count_parameters(model),
@@ -173,7 +176,8 @@ def environment() -> dict:
 
 # ------------------------------------------------------------------------------------------------ CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="model preset (default: paper)")
+    parser.add_argument("--preset", default="paper", choices=[*PRESETS, *DGUNET_PRESETS],
+                        help="model preset: InterIR's paper/small/tiny or DGUNet's (default: paper)")
     parser.add_argument("--size", type=int, default=256, help="input side for MACs and latency (default: 256)")
     parser.add_argument("--repeats", type=int, default=5, help="timed forwards for the latency median (default: 5)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the latency (default: torch's)")
@@ -198,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     env = environment()
     report = profile_preset(args.preset, args.size, args.repeats, latency=not args.no_latency)
     report["environment"] = env
-    print(f"interir preset '{args.preset}': {report['config']}")
+    print(f"{report['model']} preset '{args.preset}': {report['config']}")
     print(f"  parameters            {report['parameters']:,} ({_fmt(report['parameters'])})")
     print(f"  MACs, all products    {_fmt(report['macs_all'])} at 3×{args.size}×{args.size}")
     print(f"  MACs, module hooks    {_fmt(report['macs_hooks'])} (what thop/ptflops-style counters see)")

@@ -121,12 +121,15 @@ class EMA:
 
 
 class Loss:
-    """The training loss: `l1_fft` = l1·mean|Î − I| + fft·FFT-L1 (SPEC §3), or DGUNet's multi-stage loss."""
+    """The training loss: `l1_fft` = l1·mean|Î − I| + fft·FFT-L1 (SPEC §3), or DGUNet's multi-stage loss
+    (Charbonnier + 0.05·edge on every stage's output); `auto` picks the model's own."""
 
     def __init__(self, cfg: dict[str, Any], model_name: str):
-        self.kind = cfg.get("type", "l1_fft")
+        self.kind = cfg.get("type", "auto")
+        if self.kind == "auto":
+            self.kind = "dgunet" if model_name == "dgunet" else "l1_fft"
         if self.kind not in ("l1_fft", "dgunet"):
-            raise InterIRError(f"train.loss.type must be 'l1_fft' or 'dgunet', got {self.kind!r}")
+            raise InterIRError(f"train.loss.type must be 'auto', 'l1_fft' or 'dgunet', got {self.kind!r}")
         if self.kind == "dgunet" and model_name != "dgunet":
             raise InterIRError("train.loss.type 'dgunet' needs model.name: dgunet")
         self.l1, self.fft = float(cfg.get("l1", 1.0)), float(cfg.get("fft", 0.1))

@@ -159,3 +159,14 @@ def test_cli_refuses_to_overwrite_an_experiment(tmp_path, capsys):
     assert main(["train", str(cfg_file), "--no-progress"]) == 1
     assert "pass --resume" in capsys.readouterr().err
     assert main(["train", str(cfg_file), "--no-progress", "--resume", "--set", "train.total_iter=2"]) == 0
+
+
+def test_dgunet_trains_evaluates_and_reloads_through_the_same_tools(tmp_path):
+    cfg = _cfg(tmp_path, **{"model.name": "dgunet", "model.preset": "dgunet-tiny", "train.total_iter": 3})
+    result = train(cfg, progress=False)
+    assert result["steps"] == 3 and all(np.isfinite(result["losses"]))
+    model, meta = ck.load_model(result["folder"])
+    assert type(model).__name__ == "DGUNet" and meta["model"]["preset"] == "dgunet-tiny"
+    x = torch.rand(1, 3, 24, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), result["ema"].eval()(x))
