@@ -353,3 +353,14 @@ def test_load_synthetic_testset(tmp_path, clean_dir):
         load_synthetic_testset(tmp_path / "set")
     with pytest.raises(InterIRError, match="manifest"):
         load_synthetic_testset(clean_dir)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_colour_tensor_write_round_trip(tmp_path, channels):
+    """A float tensor written at 16 bits (quantize's HWC output) reads back within half a 16-bit step."""
+    x = torch.rand(channels, 9, 7)
+    for ext in (".png", ".tif"):
+        write_image(tmp_path / f"t{ext}", x, bits=16)
+        y, bits = load_image(tmp_path / f"t{ext}", channels=None)
+        assert bits == 16 and y.shape == x.shape
+        assert (x - y).abs().max() <= 0.5 / 65535 + 1e-7

@@ -125,7 +125,7 @@ def quantize(img: torch.Tensor, bits: int = 8) -> np.ndarray:
     t = img.detach().to("cpu", torch.float32)
     t = t[None] if t.dim() == 2 else t
     a = (t.clamp(0, 1) * top).round().permute(1, 2, 0).numpy()
-    return a.astype(np.uint8 if bits == 8 else np.uint16)
+    return np.ascontiguousarray(a.astype(np.uint8 if bits == 8 else np.uint16))
 
 
 def write_image(path: str | os.PathLike, img, bits: int = 8, quality: int = 95) -> Path:

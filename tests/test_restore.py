@@ -1,0 +1,263 @@
+"""`interir restore`: one output per input with the input's size, mode and bit depth; alpha bit-exact; inputs and
+existing outputs never replaced unless asked; corrupt files named and skipped; one-line errors."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+import interir
+from interir.checkpoint import save_weights
+from interir.cli import main
+from interir.data.imageio import load_image, write_image
+from interir.infer import LUMA_BT601, restore_file, restore_image
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_weights(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", interir.build_model("tiny"))
+
+
+def _photo(h=37, w=45):
+    from skimage import data
+
+    return data.astronaut()[150:150 + h, 200:200 + w].copy()
+
+
+def _grey(h=41, w=35):
+    from skimage import data
+
+    return data.camera()[100:100 + h, 200:200 + w].copy()
+
+
+def make_inputs(folder):
+    """One file of each kind; returns {name: (mode, bits)} as written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = _photo()
+    Image.fromarray(rgb).save(folder / "rgb8.png")
+    Image.fromarray(_grey().astype(np.uint16) * 257 + 3).save(folder / "grey16.png")
+    alpha = (np.arange(rgb.shape[0] * rgb.shape[1]).reshape(rgb.shape[:2]) * 7 % 256).astype(np.uint8)
+    Image.fromarray(np.dstack([rgb, alpha])).save(folder / "rgba.png")
+    Image.fromarray(rgb).save(folder / "photo.jpg", quality=92)
+    Image.fromarray(rgb).save(folder / "scan.tif")
+    write_image(folder / "rgb16.png", rgb.astype(np.uint16) * 257)
+    Image.fromarray(_grey()).save(folder / "grey8.tif")
+    return {"rgb8.png": ("RGB", 8), "grey16.png": ("I;16", 16), "rgba.png": ("RGBA", 8), "photo.jpg": ("RGB", 8),
+            "scan.tif": ("RGB", 8), "rgb16.png": (None, 16), "grey8.tif": ("L", 8)}
+
+
+def run_cli(capsys, *argv):
+    code = main(["restore", *map(str, argv)])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _no_temp_files(folder):
+    return not [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+
+
+def test_restore_keeps_size_mode_and_bit_depth(tmp_path, ckpt, capsys):
+    kinds = make_inputs(tmp_path / "in")
+    code, out, err = run_cli(capsys, tmp_path / "in", "-o", tmp_path / "out", "-c", ckpt, "-q")
+    assert code == 0, err
+    assert "restored 7 of 7" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(kinds)
+    for name, (mode, bits) in kinds.items():
+        src, dst = tmp_path / "in" / name, tmp_path / "out" / name
+        a, abits = load_image(src, channels=None)
+        b, bbits = load_image(dst, channels=None)
+        assert b.shape == a.shape and bbits == abits == bits, name
+        if mode is not None:
+            with Image.open(dst) as im:
+                assert im.mode == mode, name
+    with Image.open(tmp_path / "in" / "rgba.png") as a, Image.open(tmp_path / "out" / "rgba.png") as b:
+        assert np.array_equal(np.asarray(a)[..., 3], np.asarray(b)[..., 3])  # alpha bit-exact
+    with Image.open(tmp_path / "out" / "photo.jpg") as im:
+        assert im.format == "JPEG"
+    with Image.open(tmp_path / "out" / "scan.tif") as im:
+        assert im.format == "TIFF"
+    assert _no_temp_files(tmp_path / "out")
+
+
+def test_identity_model_round_trips_every_format_exactly(tmp_path):
+    """With a model that changes nothing, every lossless output equals its input pixel for pixel: the read,
+    grey→RGB→luma, alpha and quantisation path loses nothing."""
+    kinds = make_inputs(tmp_path / "in")
+    ident = nn.Identity()
+    for name in kinds:
+        if name.endswith(".jpg"):
+            continue
+        restore_file(ident, tmp_path / "in" / name, tmp_path / "out" / name)
+        a, _ = load_image(tmp_path / "in" / name, channels=None)
+        b, _ = load_image(tmp_path / "out" / name, channels=None)
+        assert torch.equal(a, b), name
+
+
+def test_grey_is_written_back_as_bt601_luma():
+    class Tint(nn.Module):  # turns a grey image into a coloured one
+        def forward(self, x):
+            return x * torch.tensor([1.0, 0.5, 0.25]).view(1, 3, 1, 1)
+
+    grey = torch.rand(1, 9, 11)
+    out = restore_image(Tint(), grey, tile=0)
+    w = torch.tensor(LUMA_BT601)
+    expected = grey * float(w @ torch.tensor([1.0, 0.5, 0.25]))
+    assert out.shape == (1, 9, 11) and torch.allclose(out, expected, atol=1e-6)
+    ga = torch.rand(2, 9, 11)
+    out = restore_image(Tint(), ga, tile=0)
+    assert out.shape == (2, 9, 11) and torch.equal(out[1], ga[1])
+
+
+def test_bits_option(tmp_path, ckpt, capsys):
+    make_inputs(tmp_path / "in")
+    code, _, err = run_cli(capsys, tmp_path / "in" / "grey16.png", tmp_path / "in" / "rgb8.png",
+                           tmp_path / "in" / "photo.jpg", "-o", tmp_path / "o16", "-c", ckpt, "--bits", "16", "-q")
+    assert code == 0, err
+    assert load_image(tmp_path / "o16" / "rgb8.png")[1] == 16
+    assert load_image(tmp_path / "o16" / "photo.jpg")[1] == 8 and "no 16-bit mode" in err
+    code, _, err = run_cli(capsys, tmp_path / "in" / "grey16.png", "-o", tmp_path / "o8", "-c", ckpt, "--bits", "8",
+                           "-q")
+    assert code == 0, err
+    assert load_image(tmp_path / "o8" / "grey16.png")[1] == 8
+
+
+def test_relative_names_recursive_and_suffix(tmp_path, ckpt, capsys):
+    (tmp_path / "in" / "sub" / "deeper").mkdir(parents=True)
+    Image.fromarray(_photo()).save(tmp_path / "in" / "a.png")
+    Image.fromarray(_photo(20, 24)).save(tmp_path / "in" / "sub" / "deeper" / "b.png")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")  # ignored in folders
+    code, _, err = run_cli(capsys, tmp_path / "in", "-o", tmp_path / "flat", "-c", ckpt, "-q")
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "flat").rglob("*")] == ["a.png"]
+    code, _, err = run_cli(capsys, tmp_path / "in", "-r", "-o", tmp_path / "rec", "-c", ckpt, "--suffix", "_x", "-q")
+    assert code == 0, err
+    assert sorted(str(p.relative_to(tmp_path / "rec")) for p in (tmp_path / "rec").rglob("*.png")) == [
+        "a_x.png", os.path.join("sub", "deeper", "b_x.png")]
+
+
+def test_never_overwrites_an_input(tmp_path, ckpt, capsys):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    before = (tmp_path / "a.png").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_cli(capsys, tmp_path / "a.png", "-o", tmp_path, "-c", ckpt, "-q", *extra)
+        assert code == 1
+        assert err.strip().count("\n") == 0 and "would overwrite the input" in err
+        assert (tmp_path / "a.png").read_bytes() == before
+    # through another spelling of the same folder, and as one of several inputs
+    os.symlink(tmp_path, tmp_path / "link")
+    code, _, err = run_cli(capsys, tmp_path / "a.png", "-o", tmp_path / "link", "-c", ckpt, "-q", "--overwrite")
+    assert code == 1 and (tmp_path / "a.png").read_bytes() == before
+    # --in-place is the one way to replace inputs; with --suffix it writes beside them
+    code, _, err = run_cli(capsys, tmp_path / "a.png", "--in-place", "--suffix", "_r", "-c", ckpt, "-q")
+    assert code == 0, err
+    assert (tmp_path / "a_r.png").is_file() and (tmp_path / "a.png").read_bytes() == before
+    code, _, err = run_cli(capsys, tmp_path / "a.png", "--in-place", "-c", ckpt, "-q")
+    assert code == 0, err
+    assert (tmp_path / "a.png").read_bytes() != before
+    assert _no_temp_files(tmp_path)
+
+
+def test_existing_outputs_untouched_without_overwrite(tmp_path, ckpt, capsys):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_photo()).save(tmp_path / "in" / "a.png")
+    Image.fromarray(_photo(30, 30)).save(tmp_path / "in" / "b.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.png").write_bytes(b"keep me")
+    code, _, err = run_cli(capsys, tmp_path / "in", "-o", tmp_path / "out", "-c", ckpt, "-q")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "a.png" in lines[0] and "exists" in lines[0]
+    assert (tmp_path / "out" / "a.png").read_bytes() == b"keep me"
+    assert load_image(tmp_path / "out" / "b.png")[0].shape == (3, 30, 30)
+    code, out, err = run_cli(capsys, tmp_path / "in", "-o", tmp_path / "out", "-c", ckpt, "-q", "--skip-existing")
+    assert code == 0 and "skipped" in out
+    assert (tmp_path / "out" / "a.png").read_bytes() == b"keep me"
+    code, _, err = run_cli(capsys, tmp_path / "in", "-o", tmp_path / "out", "-c", ckpt, "-q", "--overwrite")
+    assert code == 0, err
+    assert load_image(tmp_path / "out" / "a.png")[0].shape == (3, 37, 45)
+
+
+def test_corrupt_and_unsupported_files_are_named_and_skipped(tmp_path, ckpt, capsys):
+    (tmp_path / "in").mkdir()
+    Image.fromarray(_photo()).save(tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    Image.fromarray(_photo()).save(tmp_path / "in" / "cut.jpg")
+    data = (tmp_path / "in" / "cut.jpg").read_bytes()
+    (tmp_path / "in" / "cut.jpg").write_bytes(data[: len(data) // 3])  # truncated JPEG
+    (tmp_path / "notes.txt").write_text("hello")
+    code, out, err = run_cli(capsys, tmp_path / "in", tmp_path / "notes.txt", "-o", tmp_path / "out", "-c", ckpt, "-q")
+    assert code == 1
+    lines = err.strip().splitlines()
+    named = {n for n in ("broken.png", "cut.jpg", "notes.txt") if any(n in line for line in lines)}
+    assert named == {"broken.png", "cut.jpg", "notes.txt"} and len(lines) == 3, lines
+    assert "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
+    assert "restored 1 of 4" in out and "3 failed" in out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["{missing}", "-o", "{out}"], "input not found"),
+    (["{img}", "-o", "{out}", "-c", "{tmp}/nope.safetensors"], "checkpoint not found"),
+    (["{img}", "-o", "{out}", "-c", "{tmp}/img.png"], "not a readable safetensors"),
+    (["{img}", "-o", "{out}", "--tile", "30"], "multiple of 4"),
+    (["{img}", "-o", "{out}", "--tile", "-8"], "--tile"),
+    (["{img}", "-o", "{out}", "--tile", "64", "--overlap", "32"], "too small"),
+    (["{img}", "-o", "{out}", "--overlap", "-1"], "--overlap"),
+    (["{img}"], "-o OUT"),
+    (["{img}", "-o", "{out}", "--in-place"], "not both"),
+    (["{tmp}/empty", "-o", "{out}"], "no images"),
+    (["{img}", "-o", "{img}"], "not a folder"),
+    (["{img}", "-o", "{out}", "--device", "tpu"], "device"),
+])
+def test_errors_are_one_line(tmp_path, ckpt, capsys, argv, needle):
+    Image.fromarray(_photo()).save(tmp_path / "img.png")
+    (tmp_path / "empty").mkdir()
+    fill = {"missing": tmp_path / "missing.png", "out": tmp_path / "out", "img": tmp_path / "img.png",
+            "tmp": tmp_path}
+    argv = [a.format(**fill) for a in argv]
+    if "-c" not in argv:
+        argv += ["-c", str(ckpt)]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 1
+    assert err.startswith("interir restore: error:") and err.strip().count("\n") == 0, err
+    assert needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is missing")
+def test_cuda_requested_without_cuda(tmp_path, ckpt, capsys):
+    Image.fromarray(_photo()).save(tmp_path / "img.png")
+    code, _, err = run_cli(capsys, tmp_path / "img.png", "-o", tmp_path / "out", "-c", ckpt, "--device", "cuda")
+    assert code == 1 and "CUDA is not available" in err and err.strip().count("\n") == 0
+
+
+def test_two_inputs_to_one_output_refused(tmp_path, ckpt, capsys):
+    for d in ("x", "y"):
+        (tmp_path / d).mkdir()
+        Image.fromarray(_photo()).save(tmp_path / d / "same.png")
+    code, _, err = run_cli(capsys, tmp_path / "x", tmp_path / "y", "-o", tmp_path / "out", "-c", ckpt, "-q")
+    assert code == 1 and "same output" in err
+    shutil.rmtree(tmp_path / "y")
+
+
+def test_large_image_is_tiled(tmp_path, ckpt, capsys):
+    """An image larger than --tile goes through the tiler and still comes out whole."""
+    from skimage import data
+
+    Image.fromarray(data.astronaut()[:90, :130]).save(tmp_path / "big.png")
+    code, _, err = run_cli(capsys, tmp_path / "big.png", "-o", tmp_path / "out", "-c", ckpt, "--tile", "64",
+                           "--overlap", "8", "-q")
+    assert code == 0, err
+    assert load_image(tmp_path / "out" / "big.png")[0].shape == (3, 90, 130)
