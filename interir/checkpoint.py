@@ -28,10 +28,17 @@ LATEST = "latest.json"
 
 
 # ------------------------------------------------------------------------------------------ weights
-def save_weights(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any] | None = None) -> Path:
-    """Write `model`'s weights and description to a safetensors file, atomically."""
+def save_weights(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any] | None = None,
+                 dtype: torch.dtype | None = None) -> Path:
+    """Write `model`'s weights and description to a safetensors file, atomically.
+
+    `dtype` (e.g. torch.float16) stores floating-point tensors in that type; loading casts them back to the
+    network's own dtype.
+    """
     # clone: safetensors refuses tensors that share memory (DGUNet shares one PReLU between modules)
     state = {k: v.detach().cpu().clone().contiguous() for k, v in unwrap(model).state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     meta = {"format": FORMAT, "model": json.dumps(model_spec(unwrap(model)))}
     if extra:
         meta["extra"] = json.dumps(extra)

@@ -12,6 +12,7 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("interir.demo", "degrade a photo, restore it with the shipped model, show the gain and a picture"),
     "info": ("interir.profile", "parameters, MACs (two ways) and CPU latency of a preset"),
     "synth": ("interir.data.synth", "build a multi-degradation test set from a folder of clean images"),
     "train": ("interir.train", "train a model from a YAML experiment (single process or torchrun)"),

@@ -1,0 +1,104 @@
+"""`interir demo`: degrade a photo, restore it with the shipped model, print the gain, draw one picture.
+
+    interir demo                                   # the bundled photo, H+R+N, seed 0 → interir_demo.png
+    interir demo --image my.jpg --combo H+N --seed 3 -o demo.png
+
+Works offline on a fresh install. The picture shows degraded | restored | clean, the restoration after
+every stage, the learned step sizes and the explainable-conv attention of the network's blocks.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from interir.errors import InterIRError
+
+BUNDLED_PHOTO = Path(__file__).parent / "assets" / "demo.png"
+
+
+def run_demo(image: Path, combo: str, seed: int, checkpoint: str | None, max_size: int, device: str = "cpu"):
+    """Returns (explanation, degraded, clean, metrics dict, seconds taken by the restoration)."""
+    from interir.checkpoint import load_model
+    from interir.data.degrade import degrade_combo, parse_combo
+    from interir.data.imageio import read_image
+    from interir.explain import explain_image, resize_max
+    from interir.metrics import psnr, ssim
+
+    combo = parse_combo(combo)
+    clean = resize_max(read_image(image), max_size)
+    degraded, params = degrade_combo(clean, combo, seed=seed)
+    degraded = (degraded * 255).round() / 255  # an 8-bit image, as a user's file would be
+    model, _ = load_model(checkpoint, device)
+    start = time.perf_counter()
+    ex = explain_image(model, degraded, device)
+    seconds = time.perf_counter() - start
+    metrics = {
+        "psnr_in": psnr(degraded, clean), "ssim_in": ssim(degraded, clean),
+        "psnr_out": psnr(ex.output, clean), "ssim_out": ssim(ex.output, clean),
+        "levels": {k: round(float(params[k]), 1) for k in ("haze", "rain", "noise")},
+    }
+    return ex, degraded, clean, metrics, seconds
+
+
+def demo_figure(ex, degraded, clean, metrics, combo: str):
+    """One PIL image: the comparison row, the stages, the step sizes and the attention summary."""
+    from interir import figures as fig
+    from interir.explain import attention_summary_figure, stage_figure, step_figure
+
+    side = 256
+    top = fig.hstack([
+        fig.caption(fig.fit(fig.to_pil(degraded), side), f"degraded ({combo})\n"
+                    f"PSNR {metrics['psnr_in']:.2f} dB  SSIM {metrics['ssim_in']:.3f}"),
+        fig.caption(fig.fit(fig.to_pil(ex.output), side), "restored by InterIR\n"
+                    f"PSNR {metrics['psnr_out']:.2f} dB  SSIM {metrics['ssim_out']:.3f}"),
+        fig.caption(fig.fit(fig.to_pil(clean), side), "clean\n" + "  ".join(
+            f"{k} {v:g}" for k, v in metrics["levels"].items())),
+    ])
+    rows = [fig.title(top, "InterIR demo"), stage_figure(ex, thumb=160)]
+    extras = []
+    if ex.step_sizes:
+        extras.append(step_figure(ex))
+    if ex.blocks:
+        extras.append(attention_summary_figure(ex.blocks))
+    if extras:
+        rows.append(fig.hstack(extras))
+    return fig.vstack(rows)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", default=None, help="a clean photo to degrade (default: the bundled one)")
+    parser.add_argument("--combo", default="H+R+N", help="degradations: H+R+N, H+R, H+N, R+N, H, R or N")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the degradation levels and patterns")
+    parser.add_argument("--checkpoint", "-c", default=None, help="weights (default: the shipped small model)")
+    parser.add_argument("--max-size", type=int, default=256, help="longer side the photo is resized to")
+    parser.add_argument("-o", "--output", default="interir_demo.png", help="the picture to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output picture")
+
+
+def run(args: argparse.Namespace) -> int:
+    from interir.data.imageio import write_image
+
+    image = Path(args.image) if args.image else BUNDLED_PHOTO
+    if not image.is_file():
+        raise InterIRError(f"image not found: {image}")
+    if args.max_size < 16:
+        raise InterIRError("--max-size must be at least 16")
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise InterIRError(f"{out} exists; pass --overwrite or choose another -o")
+    if out.resolve() == image.resolve():
+        raise InterIRError("the output picture would replace the input photo; choose another -o")
+    torch.set_grad_enabled(False)
+    ex, degraded, clean, m, seconds = run_demo(image, args.combo, args.seed, args.checkpoint, args.max_size)
+    h, w = clean.shape[-2:]
+    print(f"{image.name} ({w}×{h}) degraded with {args.combo} (haze {m['levels']['haze']:g}, "
+          f"rain {m['levels']['rain']:g}, noise {m['levels']['noise']:g}; seed {args.seed})")
+    print(f"  degraded   PSNR {m['psnr_in']:6.2f} dB   SSIM {m['ssim_in']:.4f}")
+    print(f"  restored   PSNR {m['psnr_out']:6.2f} dB   SSIM {m['ssim_out']:.4f}   "
+          f"({m['psnr_out'] - m['psnr_in']:+.2f} dB, {seconds:.2f} s on CPU)")
+    write_image(out, demo_figure(ex, degraded, clean, m, args.combo))
+    print(f"wrote {out}")
+    return 0
