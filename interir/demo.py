@@ -91,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
         raise InterIRError(f"{out} exists; pass --overwrite or choose another -o")
     if out.resolve() == image.resolve():
         raise InterIRError("the output picture would replace the input photo; choose another -o")
-    torch.set_grad_enabled(False)
     ex, degraded, clean, m, seconds = run_demo(image, args.combo, args.seed, args.checkpoint, args.max_size)
     h, w = clean.shape[-2:]
     print(f"{image.name} ({w}×{h}) degraded with {args.combo} (haze {m['levels']['haze']:g}, "

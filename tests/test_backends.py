@@ -86,3 +86,18 @@ def test_a_backend_plugs_in_without_touching_the_model(monkeypatch):
         "kron_apply": 2 * n_resm,  # PᵀP(X) and Pᵀ(Dd) in each RESM
         "kron_step": n_resm,
     }
+
+
+def test_tiny_model_compiles_with_the_triton_backend():
+    """torch.compile (fullgraph) of the model on the triton backend equals its eager run."""
+    from tests.conftest import wake_up
+
+    reason = ops.available_backends()["triton"]
+    if reason:
+        pytest.skip(f"triton backend unavailable: {reason}")
+    model = wake_up(interir.build_model("tiny", channels=8)).eval()
+    x = torch.rand(1, 3, 16, 16)
+    with ops.use_backend("triton"), torch.no_grad():
+        eager = model(x)
+        compiled = torch.compile(model, backend="aot_eager", fullgraph=True)(x)
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)

@@ -7,6 +7,7 @@
     with ops.use_backend("reference"): ...                    # or INTERIR_BACKEND=reference
 """
 from interir.ops import _reference_ops  # noqa: F401  (registers the reference backend)
+from interir.ops import backends  # noqa: E402
 from interir.ops.backends import (  # noqa: F401
     BACKENDS,
     BackendUnavailable,
@@ -18,3 +19,6 @@ from interir.ops.explainable_conv import explainable_attention, explainable_conv
 from interir.ops.fft_loss import fft_l1_loss  # noqa: F401
 from interir.ops.kron import kron_apply, kron_gram, kron_normal, kron_step  # noqa: F401
 from interir.ops.reference import explainable_mask  # noqa: F401
+
+backends._LOAD_ERRORS.setdefault("reference", "")  # loaded just above
+backends.preload_requested()

@@ -89,6 +89,8 @@ def use_backend(name: str) -> Iterator[str]:
     """Run the enclosed ops on backend `name` (`reference`, `triton`, `cuda` or `auto`)."""
     global _override
     previous, _override = _override, validate_name(name)
+    if _override != "auto":
+        _load(_override)  # import the backend here, not inside a torch.compile trace
     try:
         yield _override
     finally:
@@ -119,3 +121,10 @@ def dispatch(op_name: str, device: torch.device, backend: str | None, *args, **k
         if _why_not(candidate, op_name, args, kwargs) is None:
             return _REGISTRY[candidate][op_name][0](*args, **kwargs)
     raise BackendUnavailable(f"no backend can run {op_name} on {device.type} inputs")
+
+
+def preload_requested() -> None:
+    """Import the backend $INTERIR_BACKEND names, at import time rather than inside a torch.compile trace."""
+    name = os.environ.get(ENV_VAR, "auto").strip().lower()
+    if name in BACKENDS:
+        _load(name)

@@ -1,0 +1,470 @@
+"""Fused backends of the explainable convolution (triton, cuda) against the float64 reference.
+
+Every fused result must satisfy the tolerance rule of DESIGN.md: its error against the reference computed in
+float64 is at most 2× the error of the same-dtype reference, plus a small absolute floor. Outputs are
+NaN-poisoned (INTERIR_POISON_OUTPUTS=1) so that an element a kernel does not write fails. Without a GPU the
+Triton kernels run under the Triton interpreter on small shapes; bfloat16/float16 on hardware and the large
+shapes carry the `gpu` marker.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import interir
+from interir import ops
+from interir.ops import reference as ref
+
+FUSED = ["triton", "cuda"]
+HAS_CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if HAS_CUDA else "cpu"
+F64 = torch.float64
+TAU = 0.5
+requires_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU (CUDA not available)")
+
+# relative floor of the tolerance rule, per dtype (times the magnitude of the float64 result)
+FLOOR = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+try:  # the Triton backend's configs, for the one-config-at-a-time tests
+    from interir.kernels import explainable_conv as triton_ec
+
+    CONFIG_CASES = [(kind, i) for kind, cfgs in triton_ec.CONFIGS.items() for i in range(len(cfgs))]
+except Exception:  # noqa: BLE001  (triton missing or broken: the backend tests skip with the reason)
+    triton_ec = None
+    CONFIG_CASES = []
+
+
+@pytest.fixture(autouse=True)
+def _poison_and_strict_fp32(monkeypatch):
+    """NaN-fill every kernel output; on a GPU compare float32 without TF32 (the reference's conv would use it)."""
+    monkeypatch.setenv("INTERIR_POISON_OUTPUTS", "1")
+    monkeypatch.delenv("INTERIR_TRITON_AUTOTUNE", raising=False)
+    if HAS_CUDA:
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+        monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    yield
+
+
+@pytest.fixture(params=FUSED)
+def backend(request):
+    reason = ops.available_backends()[request.param]
+    if reason:
+        pytest.skip(f"backend '{request.param}' unavailable: {reason}")
+    if DEVICE == "cpu" and request.param == "cuda":
+        pytest.skip("backend 'cuda' needs an NVIDIA GPU")
+    return request.param
+
+
+def _triton_only():
+    reason = ops.available_backends()["triton"]
+    if reason or triton_ec is None:
+        pytest.skip(f"backend 'triton' unavailable: {reason}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------------
+
+
+def assert_within_reference_error(fused, ref_same_dtype, ref64, floor, name=""):
+    """|fused − ref64|∞ ≤ 2·|ref_same_dtype − ref64|∞ + floor, and fused is finite (no poisoned element)."""
+    assert fused.shape == ref64.shape, f"{name}: shape {tuple(fused.shape)} != {tuple(ref64.shape)}"
+    assert torch.isfinite(fused).all(), f"{name}: non-finite values (an output element left unwritten?)"
+    want = ref64.double()
+    err_fused = (fused.double() - want).abs().max().item() if want.numel() else 0.0
+    err_ref = (ref_same_dtype.double() - want).abs().max().item() if want.numel() else 0.0
+    bound = 2 * err_ref + floor
+    assert err_fused <= bound, (
+        f"{name}: fused error {err_fused:.3e} > 2 × same-dtype reference error {err_ref:.3e} + floor {floor:.1e}"
+    )
+
+
+def _floor(ref64, dtype):
+    return FLOOR[dtype] * max(1.0, ref64.abs().max().item() if ref64.numel() else 1.0)
+
+
+def _conv_inputs(b, cin, cout, h, w, k, groups, dtype=torch.float32):
+    x = torch.randn(b, cin, h, w, device=DEVICE)
+    weight = torch.randn(cout, cin // groups, k, k, device=DEVICE) / math.sqrt(cin // groups * k * k)
+    bias = torch.randn(cout, device=DEVICE)
+    attn = torch.rand(b, cin, k, k, device=DEVICE) * 2
+    dy = torch.randn(b, cout, h, w, device=DEVICE)
+    return x.to(dtype), weight.to(dtype), bias, attn, dy.to(dtype)
+
+
+def _conv_reference(x, weight, bias, attn, dy, groups):
+    """(y, dx, dW, dA, dbias) of the reference, in the inputs' dtype."""
+    y = ref.modulated_conv(x, weight, bias.to(x.dtype), attn, groups)
+    return (y,) + tuple(ref.modulated_conv_backward(dy, x, weight, attn, groups))
+
+
+def _check_conv(got, x, weight, bias, attn, dy, groups, dtype, label=""):
+    """got = (y, dx, dW, dA, dbias) against the float64 and same-dtype references."""
+    r64 = _conv_reference(x.double(), weight.double(), bias.double(), attn.double(), dy.double(), groups)
+    rsame = _conv_reference(x, weight, bias, attn, dy, groups)
+    for name, g, rs, r in zip(("y", "dx", "dweight", "dattn", "dbias"), got, rsame, r64):
+        assert_within_reference_error(g, rs, r, _floor(r, dtype), f"{label}{name}")
+
+
+def _run_conv_autograd(backend, x, weight, bias, attn, dy, groups):
+    leaves = [t.detach().clone().requires_grad_() for t in (x, weight, bias, attn)]
+    y = ops.modulated_conv(*leaves[:3], leaves[3], groups, backend=backend)
+    dx, dw, db, da = torch.autograd.grad(y, leaves, dy)
+    return y.detach(), dx, dw, da, db
+
+
+def _attn_reference(x, theta, k, g):
+    a = ref.explainable_attention(x, theta, k, TAU)
+    return (a,) + tuple(ref.explainable_attention_backward(g, x, theta, a, TAU))
+
+
+def _check_attention(got, x, theta, k, g, label=""):
+    """got = (A, dx, dθ) against the float64 and same-dtype (float32 math) references."""
+    r64 = _attn_reference(x.double(), theta.double(), k, g.double())
+    rsame = _attn_reference(x, theta, k, g)
+    a, dx, dtheta = got
+    assert a.dtype == torch.float32 and dx.dtype == x.dtype and dtheta.dtype == theta.dtype
+    assert_within_reference_error(a, rsame[0], r64[0], 1e-6 * k * k, f"{label}attn")
+    assert_within_reference_error(dx, rsame[1], r64[1], _floor(r64[1], torch.float32), f"{label}dx")
+    dtheta_floor = 1e-6 * max(1.0, r64[1].abs().sum().item())
+    assert_within_reference_error(dtheta, rsame[2], r64[2], dtheta_floor, f"{label}dtheta")
+
+
+# --------------------------------------------------------------------------------------------------------
+# modulated conv: forward and all gradients
+# --------------------------------------------------------------------------------------------------------
+
+CONV_SHAPES = [  # b, cin, cout, h, w, k, groups
+    (1, 3, 5, 7, 9, 3, 1),
+    (3, 5, 3, 5, 13, 1, 1),
+    (3, 17, 5, 7, 9, 5, 1),
+    (1, 3, 17, 5, 13, 3, 1),
+    (3, 6, 6, 7, 9, 3, 6),  # depthwise
+    (1, 5, 5, 5, 13, 5, 5),  # depthwise
+    (3, 4, 6, 5, 7, 3, 2),  # grouped
+]
+
+
+@pytest.mark.parametrize("shape", CONV_SHAPES, ids=lambda s: "b{}_ci{}_co{}_{}x{}_k{}_g{}".format(*s))
+def test_conv_forward_and_gradients_match_reference(backend, shape):
+    b, cin, cout, h, w, k, groups = shape
+    x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups)
+    got = _run_conv_autograd(backend, x, weight, bias, attn, dy, groups)
+    _check_conv(got, x, weight, bias, attn, dy, groups, torch.float32)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6, 7, 3, 1), (2, 4, 4, 5, 6, 5, 4)], ids=["full", "depthwise"])
+def test_conv_backward_op_called_directly(backend, shape):
+    b, cin, cout, h, w, k, groups = shape
+    x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups)
+    y = getattr(torch.ops.interir, f"modulated_conv_{backend}").default(x, weight, bias, attn, groups)
+    grads = getattr(torch.ops.interir, f"modulated_conv_backward_{backend}").default(dy, x, weight, attn, groups)
+    _check_conv((y,) + tuple(grads), x, weight, bias, attn, dy, groups, torch.float32)
+
+
+def test_conv_without_bias(backend):
+    x, weight, _, attn, dy = _conv_inputs(2, 3, 4, 5, 6, 3, 1)
+    leaves = [t.clone().requires_grad_() for t in (x, weight, attn)]
+    y = ops.modulated_conv(leaves[0], leaves[1], None, leaves[2], backend=backend)
+    dx, dw, da = torch.autograd.grad(y, leaves, dy)
+    want = ref.modulated_conv(x.double(), weight.double(), None, attn.double())
+    same = ref.modulated_conv(x, weight, None, attn)
+    assert_within_reference_error(y.detach(), same, want, _floor(want, torch.float32), "y")
+    r64 = ref.modulated_conv_backward(dy.double(), x.double(), weight.double(), attn.double())
+    r32 = ref.modulated_conv_backward(dy, x, weight, attn)
+    for name, g, rs, r in zip(("dx", "dweight", "dattn"), (dx, dw, da), (r32[0], r32[1], r32[2]), r64):
+        assert_within_reference_error(g, rs, r, _floor(r, torch.float32), name)
+
+
+# --------------------------------------------------------------------------------------------------------
+# attention: forward and gradients (straight-through)
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("bchw", [(1, 3, 7, 9), (3, 5, 5, 13), (2, 17, 2, 3)], ids=lambda s: "x".join(map(str, s)))
+def test_attention_and_gradients_match_reference(backend, k, bchw):
+    x = torch.randn(*bchw, device=DEVICE)
+    theta = (torch.rand(1, device=DEVICE) - 0.5) * 0.4
+    g = torch.randn(bchw[0], bchw[1], k, k, device=DEVICE)
+    xl, tl_ = x.clone().requires_grad_(), theta.clone().requires_grad_()
+    a = ops.explainable_attention(xl, tl_, k, TAU, backend=backend)
+    dx, dtheta = torch.autograd.grad(a, (xl, tl_), g)
+    _check_attention((a.detach(), dx, dtheta.reshape(())), x, theta.reshape(()), k, g)
+
+
+def test_attention_backward_op_called_directly(backend):
+    x = torch.randn(2, 5, 6, 11, device=DEVICE)
+    theta = torch.tensor(0.1, device=DEVICE)
+    g = torch.randn(2, 5, 3, 3, device=DEVICE)
+    a = getattr(torch.ops.interir, f"explainable_attention_{backend}").default(x, theta, 3, TAU)
+    dx, dtheta = getattr(torch.ops.interir, f"explainable_attention_backward_{backend}").default(g, x, theta, a, TAU)
+    _check_attention((a, dx, dtheta), x, theta, 3, g)
+
+
+def test_explainable_conv_end_to_end_gradients(backend):
+    """The composed op (attention → conv) through the public function: every gradient, θ included."""
+    b, cin, cout, h, w, k = 2, 5, 6, 7, 9, 3
+    x = torch.randn(b, cin, h, w, device=DEVICE)
+    weight = torch.randn(cout, cin, k, k, device=DEVICE) / math.sqrt(cin * k * k)
+    bias = torch.randn(cout, device=DEVICE)
+    theta = torch.tensor([0.1], device=DEVICE)
+    dy = torch.randn(b, cout, h, w, device=DEVICE)
+
+    def run(dtype, backend_name):
+        leaves = [t.to(dtype).clone().requires_grad_() for t in (x, weight, bias, theta)]
+        y = ops.explainable_conv(*leaves, tau=TAU, backend=backend_name)
+        return (y.detach(),) + torch.autograd.grad(y, leaves, dy.to(dtype))
+
+    got, r32, r64 = run(torch.float32, backend), run(torch.float32, "reference"), run(F64, "reference")
+    for name, g, rs, r in zip(("y", "dx", "dweight", "dbias", "dtheta"), got, r32, r64):
+        floor = _floor(r, torch.float32) if name != "dtheta" else 1e-5 * max(1.0, r.abs().item())
+        assert_within_reference_error(g, rs, r, floor, name)
+
+
+# --------------------------------------------------------------------------------------------------------
+# layouts, determinism, configs
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_non_contiguous_inputs(backend):
+    b, cin, cout, h, w, k = 2, 5, 4, 6, 7, 3
+    x = torch.randn(b, h, cin, w, device=DEVICE).permute(0, 2, 1, 3)  # B×Cin×H×W view, not contiguous
+    weight = (torch.randn(cin, cout, k, k, device=DEVICE) / 5).transpose(0, 1)
+    bias = torch.randn(2 * cout, device=DEVICE)[::2]
+    attn = (torch.rand(b, cin, k, k + 2, device=DEVICE) * 2)[..., 1:-1]
+    dy = torch.randn(b, cout, w, h, device=DEVICE).transpose(-1, -2)
+    theta = torch.tensor([0.05], device=DEVICE)
+    assert not any(t.is_contiguous() for t in (x, weight, bias, attn, dy))
+    got = _run_conv_autograd(backend, x, weight, bias, attn, dy, 1)
+    _check_conv(got, x.contiguous(), weight.contiguous(), bias.contiguous(), attn.contiguous(), dy.contiguous(),
+                1, torch.float32)
+    ga = torch.randn(b, cin, k, k, device=DEVICE)
+    xl = x.clone().requires_grad_()  # clone keeps the permuted strides
+    a = ops.explainable_attention(xl, theta, k, TAU, backend=backend)
+    (dx,) = torch.autograd.grad(a, xl, ga)
+    r64 = _attn_reference(x.double(), theta.double(), k, ga.double())
+    r32 = _attn_reference(x, theta, k, ga)
+    assert_within_reference_error(a.detach(), r32[0], r64[0], 1e-6 * k * k, "attn")
+    assert_within_reference_error(dx, r32[1], r64[1], _floor(r64[1], torch.float32), "attn dx")
+
+
+@pytest.mark.parametrize("groups", [1, 4], ids=["full", "depthwise"])
+def test_bitwise_deterministic(backend, groups):
+    b, c, h, w, k = 3, 4, 6, 7, 3
+    x = torch.randn(b, c, h, w, device=DEVICE)
+    weight = torch.randn(c, c // groups, k, k, device=DEVICE)
+    bias = torch.randn(c, device=DEVICE)
+    theta = torch.tensor([0.1], device=DEVICE)
+    dy = torch.randn(b, c, h, w, device=DEVICE)
+
+    def run():
+        leaves = [t.clone().requires_grad_() for t in (x, weight, bias, theta)]
+        y, a = ops.explainable_conv(*leaves, groups=groups, return_attention=True, backend=backend)
+        return (y.detach(), a.detach()) + torch.autograd.grad(y, leaves, dy)
+
+    first, second = run(), run()
+    for i, (p, q) in enumerate(zip(first, second)):
+        assert torch.equal(p, q), f"output {i} differs between two identical runs"
+
+
+@pytest.mark.parametrize("kind, index", CONFIG_CASES, ids=[f"{k}-{i}" for k, i in CONFIG_CASES])
+def test_each_triton_config_alone(kind, index):
+    _triton_only()
+    cfg = triton_ec.CONFIGS[kind][index]
+    if kind == "attention":
+        x = torch.randn(2, 17, 9, 11, device=DEVICE)
+        theta = torch.tensor(0.1, device=DEVICE)
+        for k in (3, 5):
+            g = torch.randn(2, 17, k, k, device=DEVICE)
+            a = triton_ec.explainable_attention(x, theta, k, TAU, config=cfg)
+            dx, dtheta = triton_ec.explainable_attention_backward(g, x, theta, a, TAU, config=cfg)
+            _check_attention((a, dx, dtheta), x, theta, k, g, f"{cfg} k={k}: ")
+        return
+    if kind == "depthwise":
+        shape, kw = (2, 5, 5, 9, 11, 3, 5), dict(config=cfg)
+        bkw = dict(config_dx=cfg, config_dwa=cfg)
+    else:  # several blocks along every axis for the small configs
+        shape = (2, 17, 18, 6, 7, 3, 1)
+        kw = dict(config=cfg) if kind == "conv_fwd" else {}
+        bkw = {"conv_dx": dict(config_dx=cfg), "conv_dwa": dict(config_dwa=cfg)}.get(kind, {})
+    b, cin, cout, h, w, k, groups = shape
+    x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups)
+    y = triton_ec.modulated_conv(x, weight, bias, attn, groups, **kw)
+    grads = triton_ec.modulated_conv_backward(dy, x, weight, attn, groups, **bkw)
+    _check_conv((y,) + tuple(grads), x, weight, bias, attn, dy, groups, torch.float32, f"{cfg}: ")
+
+
+def test_weight_gradient_batch_chunks(monkeypatch):
+    """dWt/dbias partials per batch chunk (here 2 samples, then 1) are summed correctly."""
+    _triton_only()
+    monkeypatch.setattr(triton_ec, "_dwa_chunks", lambda b, base: (2, math.ceil(b / 2)))
+    x, weight, bias, attn, dy = _conv_inputs(3, 5, 6, 5, 7, 3, 1)
+    y = triton_ec.modulated_conv(x, weight, bias, attn, 1)
+    grads = triton_ec.modulated_conv_backward(dy, x, weight, attn, 1)
+    _check_conv((y,) + tuple(grads), x, weight, bias, attn, dy, 1, torch.float32)
+
+
+# --------------------------------------------------------------------------------------------------------
+# op contract: supports, torch.compile, opcheck, the model
+# --------------------------------------------------------------------------------------------------------
+
+
+def test_supports_gives_one_line_reasons(monkeypatch):
+    _triton_only()
+    x = torch.randn(1, 4, 5, 5)
+    w = torch.randn(4, 4, 3, 3)
+    a = torch.rand(1, 4, 3, 3)
+    theta = torch.tensor(0.0)
+    reasons = {
+        "float64": triton_ec.supports(x.double(), w.double(), None, a, 1),
+        "groups": triton_ec.supports(x, w, None, a, 3),
+        "even k": triton_ec.supports(x, torch.randn(4, 4, 2, 2), None, torch.rand(1, 4, 2, 2), 1),
+        "attention k": triton_ec.supports(x, theta, 17, 0.5),
+    }
+    if not HAS_CUDA:
+        reasons["bfloat16"] = triton_ec.supports(x.bfloat16(), w.bfloat16(), None, a, 1)
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        reasons["cpu"] = triton_ec.supports(x, w, None, a, 1)
+        assert "CUDA" in reasons["cpu"]
+        reasons["cpu attention"] = triton_ec.supports(x, theta, 3, 0.5)
+        monkeypatch.undo()
+    for what, reason in reasons.items():
+        assert isinstance(reason, str) and reason and "\n" not in reason, what
+    assert "float64" in reasons["float64"] and "groups" in reasons["groups"]
+    assert triton_ec.supports(x, w, None, a, 1) is None or not HAS_CUDA
+    assert triton_ec.supports(x, theta, 3, 0.5) is None or not HAS_CUDA
+    with pytest.raises(ops.BackendUnavailable, match="backend 'triton' cannot run modulated_conv: .*float64"):
+        ops.modulated_conv(x.double().to(DEVICE), w.double().to(DEVICE), None, a.to(DEVICE), backend="triton")
+    # auto falls back to an equally correct backend for float64
+    y = ops.modulated_conv(x.double().to(DEVICE), w.double().to(DEVICE), None, a.to(DEVICE))
+    assert y.dtype == F64
+
+
+def test_torch_compile_sees_an_opaque_op(backend):
+    x = torch.randn(2, 3, 6, 7, device=DEVICE, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 3, device=DEVICE, requires_grad=True)
+    bias = torch.randn(4, device=DEVICE)
+    theta = torch.tensor([0.1], device=DEVICE, requires_grad=True)
+
+    def fn(x, weight, bias, theta):
+        return ops.explainable_conv(x, weight, bias, theta, backend=backend).square().mean()
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    loss_c = compiled(x, weight, bias, theta)
+    grads_c = torch.autograd.grad(loss_c, (x, weight, theta))
+    loss_e = fn(x, weight, bias, theta)
+    grads_e = torch.autograd.grad(loss_e, (x, weight, theta))
+    torch.testing.assert_close(loss_c, loss_e, rtol=1e-6, atol=1e-6)
+    for gc, ge in zip(grads_c, grads_e):
+        torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-6)
+
+
+def test_opcheck(backend):
+    x = torch.randn(1, 3, 4, 5, device=DEVICE)
+    w = torch.randn(2, 3, 3, 3, device=DEVICE)
+    b = torch.randn(2, device=DEVICE)
+    a = torch.rand(1, 3, 3, 3, device=DEVICE)
+    ns = torch.ops.interir
+    torch.library.opcheck(getattr(ns, f"modulated_conv_{backend}").default,
+                          tuple(t.clone().requires_grad_() for t in (x, w, b, a)) + (1,))
+    torch.library.opcheck(getattr(ns, f"explainable_attention_{backend}").default,
+                          (x.clone().requires_grad_(), torch.tensor(0.1, device=DEVICE), 3, TAU))
+
+
+def test_tiny_model_matches_reference(backend):
+    from tests.conftest import wake_up
+
+    torch.manual_seed(1234)
+    model = wake_up(interir.build_model("tiny")).to(DEVICE)
+    x = torch.rand(1, 3, 16, 16, device=DEVICE)
+
+    def run(name):
+        model.zero_grad(set_to_none=True)
+        with ops.use_backend(name):
+            y = model(x)
+            (y.square().mean()).backward()
+        return y.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    y_ref, g_ref = run("reference")
+    y_fused, g_fused = run(backend)
+    torch.testing.assert_close(y_fused, y_ref, rtol=1e-4, atol=1e-5)
+    assert g_ref.keys() == g_fused.keys()
+    for name, g in g_ref.items():
+        scale = max(1e-3, g.abs().max().item())
+        err = (g_fused[name] - g).abs().max().item()
+        assert err <= 2e-3 * scale, f"{name}: gradient error {err:.3e} (scale {scale:.3e})"
+
+
+def test_float16_under_the_interpreter_or_gpu(backend):
+    """float16 storage with float32 accumulation (the interpreter has float16 math, not bfloat16)."""
+    dtype = torch.float16
+    x, weight, bias, attn, dy = _conv_inputs(2, 5, 6, 6, 7, 3, 1, dtype=dtype)
+    got = _run_conv_autograd(backend, x, weight, bias, attn, dy, 1)
+    assert got[0].dtype == dtype and got[1].dtype == dtype
+    _check_conv(got, x, weight, bias, attn, dy, 1, dtype)
+
+
+# --------------------------------------------------------------------------------------------------------
+# GPU only: bfloat16/float16 on hardware, TF32, training-size shapes, autotuning
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("shape", [(4, 32, 48, 17, 23, 3, 1), (2, 24, 24, 33, 31, 5, 24), (3, 19, 7, 16, 16, 1, 1)],
+                         ids=["full", "depthwise", "k1"])
+def test_half_precision_on_gpu(backend, dtype, shape):
+    b, cin, cout, h, w, k, groups = shape
+    x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups, dtype=dtype)
+    got = _run_conv_autograd(backend, x, weight, bias, attn, dy, groups)
+    assert all(t.dtype == dtype for t in got[:3])
+    _check_conv(got, x, weight, bias, attn, dy, groups, dtype)
+    theta = torch.tensor(0.1, device=DEVICE)
+    g = torch.randn(b, cin, k, k, device=DEVICE)
+    xl = x.clone().requires_grad_()
+    a = ops.explainable_attention(xl, theta, k, TAU, backend=backend)
+    (dx,) = torch.autograd.grad(a, xl, g)
+    r64 = _attn_reference(x.double(), theta.double(), k, g.double())
+    r_same = _attn_reference(x, theta, k, g)
+    assert_within_reference_error(a.detach(), r_same[0], r64[0], 1e-6 * k * k, "attn")
+    assert_within_reference_error(dx, r_same[1], r64[1], _floor(r64[1], dtype), "attn dx")
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("groups", [1, 96], ids=["full", "depthwise"])
+def test_training_size_on_gpu(backend, groups):
+    """B=8, 96 channels, 64×64 maps (the paper's EPBlock conv at 256² patches), float32 without TF32."""
+    x, weight, bias, attn, dy = _conv_inputs(8, 96, 96, 64, 64, 3, groups)
+    got = _run_conv_autograd(backend, x, weight, bias, attn, dy, groups)
+    _check_conv(got, x, weight, bias, attn, dy, groups, torch.float32)
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_tf32_default_is_close(backend, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    x, weight, bias, attn, dy = _conv_inputs(4, 48, 48, 32, 32, 3, 1)
+    got = _run_conv_autograd(backend, x, weight, bias, attn, dy, 1)
+    r64 = _conv_reference(x.double(), weight.double(), bias.double(), attn.double(), dy.double(), 1)
+    for name, g, r in zip(("y", "dx", "dweight", "dattn", "dbias"), got, r64):
+        err = (g.double() - r).abs().max().item()
+        assert err <= 5e-3 * r.abs().max().item() + 1e-5, f"{name}: TF32 error {err:.3e}"
+
+
+@pytest.mark.gpu
+@requires_gpu
+def test_autotune_on_gpu(monkeypatch):
+    _triton_only()
+    monkeypatch.setenv("INTERIR_TRITON_AUTOTUNE", "1")
+    x, weight, bias, attn, dy = _conv_inputs(4, 48, 40, 33, 35, 3, 1)
+    first = _run_conv_autograd("triton", x, weight, bias, attn, dy, 1)
+    second = _run_conv_autograd("triton", x, weight, bias, attn, dy, 1)
+    for p, q in zip(first, second):
+        assert torch.equal(p, q)
+    _check_conv(first, x, weight, bias, attn, dy, 1, torch.float32)
