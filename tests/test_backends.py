@@ -1,5 +1,8 @@
 """The backend switch: precedence (call > context > env > auto), errors, and that a backend plugs in
 without touching the model."""
+import os
+
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +104,24 @@ def test_tiny_model_compiles_with_the_triton_backend():
         eager = model(x)
         compiled = torch.compile(model, backend="aot_eager", fullgraph=True)(x)
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_training_on_triton_follows_the_reference_loss_curve(tmp_path):
+    """Training steps of the tiny model (same seed, same data) on each backend: the same loss curve.
+
+    10 steps by default (the interpreter is slow on 2 cores); INTERIR_CURVE_STEPS=50 runs the issue's 50
+    (passed on this machine in 9 min 20 s)."""
+    from tests.test_train import _cfg
+    from interir.train import train
+
+    reason = ops.available_backends()["triton"]
+    if reason:
+        pytest.skip(f"triton backend unavailable: {reason}")
+    steps = int(os.environ.get("INTERIR_CURVE_STEPS", "10"))
+    over = {"train.total_iter": steps, "datasets.train.patch_size": 16, "model.channels": 8,
+            "logger.save_checkpoint_freq": 1000, "train.ema_decay": 0}
+    ref = train(_cfg(tmp_path / "ref", **over, backend="reference"), progress=False)
+    fused = train(_cfg(tmp_path / "tri", **over, backend="triton"), progress=False)
+    assert len(ref["losses"]) == len(fused["losses"]) == steps
+    assert ref["losses"][-1] < ref["losses"][0]  # it trains
+    np.testing.assert_allclose(fused["losses"], ref["losses"], rtol=2e-3, atol=1e-5)
