@@ -34,3 +34,28 @@ def wake_up(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
             if name.endswith("beta") or name.endswith("gamma"):
                 p.normal_(0, std)
     return model
+
+
+FUSED_BACKENDS = ["triton", "cuda"]
+
+
+@pytest.fixture(params=FUSED_BACKENDS)
+def backend(request, monkeypatch):
+    """Each fused backend in turn (skipped, with the reason, where it cannot run); outputs NaN-poisoned."""
+    name = request.param
+    reason = __import__("interir.ops", fromlist=["ops"]).available_backends()[name]
+    if reason is not None:
+        pytest.skip(f"backend {name!r} unavailable: {reason}")
+    if name == "cuda" and not torch.cuda.is_available():
+        pytest.skip("backend 'cuda' needs an NVIDIA GPU")
+    monkeypatch.setenv("INTERIR_POISON_OUTPUTS", "1")
+    return name
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: one intra-op thread is faster (and much faster on a busy 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

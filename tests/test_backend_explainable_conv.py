@@ -17,7 +17,6 @@ import interir
 from interir import ops
 from interir.ops import reference as ref
 
-FUSED = ["triton", "cuda"]
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
 F64 = torch.float64
@@ -47,14 +46,6 @@ def _poison_and_strict_fp32(monkeypatch):
     yield
 
 
-@pytest.fixture(params=FUSED)
-def backend(request):
-    reason = ops.available_backends()[request.param]
-    if reason:
-        pytest.skip(f"backend '{request.param}' unavailable: {reason}")
-    if DEVICE == "cpu" and request.param == "cuda":
-        pytest.skip("backend 'cuda' needs an NVIDIA GPU")
-    return request.param
 
 
 def _triton_only():

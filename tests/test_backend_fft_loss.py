@@ -14,22 +14,11 @@ from interir import ops
 from interir.ops import backends
 from interir.ops import reference as ref
 
-FUSED = ["triton", "cuda"]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 F64 = torch.float64
 FLOOR = 2e-6  # the floor of the tolerance rule, relative to the largest magnitude of the exact result
 
 
-@pytest.fixture(params=FUSED)
-def backend(request, monkeypatch):
-    name = request.param
-    reason = ops.available_backends()[name]
-    if reason is not None:
-        pytest.skip(f"backend {name!r} unavailable: {reason}")
-    if name == "cuda" and DEVICE != "cuda":
-        pytest.skip("the cuda backend needs an NVIDIA GPU")
-    monkeypatch.setenv("INTERIR_POISON_OUTPUTS", "1")
-    return name
 
 
 @pytest.fixture

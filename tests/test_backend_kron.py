@@ -12,7 +12,6 @@ from interir import ops
 from interir.ops import backends
 from interir.ops import reference as ref
 
-FUSED = ["triton", "cuda"]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 F64 = torch.float64
 # The floor of the tolerance rule, relative to the largest Σ|terms| of an output element: the reference run on
@@ -21,16 +20,6 @@ F64 = torch.float64
 FLOOR = {torch.float32: 1e-7, torch.bfloat16: 8e-3, torch.float16: 1e-3}
 
 
-@pytest.fixture(params=FUSED)
-def backend(request, monkeypatch):
-    name = request.param
-    reason = ops.available_backends()[name]
-    if reason is not None:
-        pytest.skip(f"backend {name!r} unavailable: {reason}")
-    if name == "cuda" and DEVICE != "cuda":
-        pytest.skip("the cuda backend needs an NVIDIA GPU")
-    monkeypatch.setenv("INTERIR_POISON_OUTPUTS", "1")
-    return name
 
 
 @pytest.fixture

@@ -18,12 +18,7 @@ from interir.tsne import conditional_probabilities, neighbour_agreement, tsne
 from tests.conftest import wake_up
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

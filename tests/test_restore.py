@@ -16,12 +16,7 @@ from interir.data.imageio import load_image, write_image
 from interir.infer import LUMA_BT601, restore_file, restore_image
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

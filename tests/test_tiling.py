@@ -12,13 +12,7 @@ from tests.conftest import wake_up
 from interir.tiling import _axis_weights, model_multiple, pad_to_multiple, restore_tiled, tile_starts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster (and much faster on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def local_net(depth: int, channels: int = 6) -> nn.Module:

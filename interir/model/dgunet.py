@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interir.errors import InterIRError
+from interir.model.inputs import check_image_batch, pad_bottom_right
 
 
 @dataclass(frozen=True)
@@ -409,19 +410,7 @@ class DGUNet(nn.Module):
     # ---------------------------------------------------------------------------------------------------
     def check_input(self, x: Tensor) -> None:
         """Raise InterIRError (one line) for input the network cannot restore."""
-        c = self.cfg.in_c
-        if not isinstance(x, Tensor):
-            raise InterIRError(f"DGUNet expects a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise InterIRError(f"DGUNet expects a 4-D B×{c}×H×W tensor, got shape {tuple(x.shape)}")
-        if x.shape[1] != c:
-            raise InterIRError(f"DGUNet expects {c} channels, got {x.shape[1]} (shape {tuple(x.shape)})")
-        if not x.is_floating_point():
-            raise InterIRError(f"DGUNet expects a floating-point image in [0, 1], got dtype {x.dtype}")
-        if min(x.shape[0], x.shape[2], x.shape[3]) == 0:
-            raise InterIRError(f"DGUNet got an empty tensor of shape {tuple(x.shape)}")
-        if x.device.type != "meta" and not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
-            raise InterIRError("DGUNet input contains NaN or Inf values")
+        check_image_batch(x, self.cfg.in_c, "DGUNet")
 
     def padded_size(self, h: int, w: int) -> tuple[int, int]:
         """The H×W the network works at for an h×w input."""
@@ -429,12 +418,7 @@ class DGUNet(nn.Module):
         return max(-(-h // m) * m, 2 * m), max(-(-w // m) * m, 2 * m)
 
     def _pad(self, x: Tensor) -> Tensor:
-        hp, wp = self.padded_size(x.shape[-2], x.shape[-1])
-        ph, pw = hp - x.shape[-2], wp - x.shape[-1]
-        if ph == 0 and pw == 0:
-            return x
-        mode = "reflect" if x.shape[-2] > ph and x.shape[-1] > pw else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
+        return pad_bottom_right(x, *self.padded_size(x.shape[-2], x.shape[-1]))
 
     def forward(self, x: Tensor, return_stages: bool = False):
         """x: B×C×H×W → restored B×C×H×W; with `return_stages`, (restored, [the depth + 2 stage images, first

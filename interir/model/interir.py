@@ -10,11 +10,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from interir import ops
-from interir.errors import InterIRError
+from interir.model.inputs import check_image_batch, pad_bottom_right
 from interir.model.blocks import Convs, EPBlock, ExplainableConv, frobenius_normalize
 
 
@@ -160,26 +159,11 @@ class InterIR(nn.Module):
     # ---------------------------------------------------------------------------------------------------
     def check_input(self, d: Tensor) -> None:
         """Raise InterIRError (one line) for input the network cannot restore."""
-        if not isinstance(d, Tensor):
-            raise InterIRError(f"InterIR expects a torch.Tensor, got {type(d).__name__}")
-        if d.dim() != 4:
-            raise InterIRError(f"InterIR expects a 4-D B×{self.cfg.in_channels}×H×W tensor, got shape {tuple(d.shape)}")
-        if d.shape[1] != self.cfg.in_channels:
-            raise InterIRError(f"InterIR expects {self.cfg.in_channels} channels, got {d.shape[1]} (shape {tuple(d.shape)})")
-        if not d.is_floating_point():
-            raise InterIRError(f"InterIR expects a floating-point image in [0, 1], got dtype {d.dtype}")
-        if min(d.shape[0], d.shape[2], d.shape[3]) == 0:
-            raise InterIRError(f"InterIR got an empty tensor of shape {tuple(d.shape)}")
-        if d.device.type != "meta" and not torch.compiler.is_compiling() and not bool(torch.isfinite(d).all()):
-            raise InterIRError("InterIR input contains NaN or Inf values")
+        check_image_batch(d, self.cfg.in_channels, "InterIR")
 
     def _pad(self, d: Tensor) -> Tensor:
         s = self.cfg.scale
-        ph, pw = (-d.shape[-2]) % s, (-d.shape[-1]) % s
-        if ph == 0 and pw == 0:
-            return d
-        mode = "reflect" if d.shape[-2] > ph and d.shape[-1] > pw else "replicate"
-        return F.pad(d, (0, pw, 0, ph), mode=mode)
+        return pad_bottom_right(d, d.shape[-2] + (-d.shape[-2]) % s, d.shape[-1] + (-d.shape[-1]) % s)
 
     def embed(self, d: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Down + Init (SPEC §2 steps 1–2): padded D → (Dd, M, P1, P2)."""
