@@ -55,7 +55,8 @@ DEFAULTS: dict[str, Any] = {
         "keep_checkpoints": 3,
         "tensorboard": True,
     },
-    "path": {"experiments_root": "experiments"},
+    # pretrained: a weights file (or experiment folder) the model starts from when not resuming
+    "path": {"experiments_root": "experiments", "pretrained": None},
 }
 
 # sections whose keys are free-form (model options depend on the model; val may be None)

@@ -257,6 +257,12 @@ def train(cfg: dict[str, Any], resume: bool = False, progress: bool = True,
         raise InterIRError(f"train.scheduler.type must be cosine or constant, got {sched_cfg['type']!r}")
 
     start = 0
+    if cfg["path"].get("pretrained") and not (resume and latest is not None):
+        from interir.checkpoint import load_weights_into, resolve_weights
+
+        load_weights_into(model, resolve_weights(cfg["path"]["pretrained"]))
+        if ema is not None:
+            ema = EMA(model, tcfg["ema_decay"])
     if resume and latest is not None:
         from interir.checkpoint import load_weights_into
 

@@ -170,3 +170,12 @@ def test_dgunet_trains_evaluates_and_reloads_through_the_same_tools(tmp_path):
     x = torch.rand(1, 3, 24, 20)
     with torch.no_grad():
         torch.testing.assert_close(model(x), result["ema"].eval()(x))
+
+
+def test_pretrained_weights_are_the_starting_point(tmp_path):
+    first = train(_cfg(tmp_path / "a", **{"train.total_iter": 2}), progress=False)
+    cfg = _cfg(tmp_path / "b", **{"train.total_iter": 1, "train.optim.lr": 0.0})
+    cfg["path"]["pretrained"] = first["folder"]  # its latest EMA weights
+    second = train(cfg, progress=False)
+    for a, b in zip(first["ema"].state_dict().values(), second["model"].state_dict().values()):
+        torch.testing.assert_close(a, b)  # lr 0: the pretrained weights are unchanged
