@@ -44,7 +44,7 @@ import torch
 import triton
 import triton.language as tl
 
-from interir.kernels._launch import interpreting, new_output, sum_partials
+from interir.kernels._launch import device_reason, interpreting, new_output, sum_partials
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 AUTOTUNE_ENV = "INTERIR_TRITON_AUTOTUNE"
@@ -807,15 +807,9 @@ def _name(dtype: torch.dtype) -> str:
 
 
 def _tensor_reason(op: str, t: torch.Tensor, what: str) -> str | None:
-    if t.device.type == "cpu":
-        if not interpreting():
-            return (f"triton {op} needs CUDA tensors (got CPU tensors; CPU runs only under the Triton "
-                    "interpreter, TRITON_INTERPRET=1)")
-    elif t.device.type != "cuda":
-        return f"triton {op} needs CUDA tensors, got a {t.device.type} tensor"
-    if t.dtype not in DTYPES:
-        return (f"triton {op} takes float32, bfloat16 or float16 {what}, got {_name(t.dtype)} "
-                "(use the reference backend)")
+    reason = device_reason(f"triton {op} ({what})", [t], DTYPES)
+    if reason:
+        return reason
     if t.dtype == torch.bfloat16 and t.device.type == "cpu":
         return f"triton {op} cannot run bfloat16 under the CPU Triton interpreter (no bfloat16 math); use a GPU"
     return None
