@@ -41,6 +41,7 @@ from torch import Tensor
 
 from interir.errors import InterIRError
 from interir.model.inputs import check_image_batch, pad_bottom_right
+from interir.model.zoo import config_from_preset
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,7 @@ DGUNET_PRESETS: dict[str, dict] = {
 
 def dgunet_preset_config(name: str, **overrides) -> DGUNetConfig:
     """The DGUNetConfig of preset `name`, with keyword overrides (any DGUNetConfig field)."""
-    if name not in DGUNET_PRESETS:
-        raise InterIRError(f"unknown DGUNet preset {name!r}; choose one of {', '.join(DGUNET_PRESETS)}")
-    fields = set(DGUNetConfig.__dataclass_fields__)
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise InterIRError(f"unknown DGUNet option(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
-    extra = {**overrides.pop("extra", {}), "preset": name}
-    return DGUNetConfig(**{**DGUNET_PRESETS[name], **overrides, "extra": extra})
+    return config_from_preset(DGUNetConfig, DGUNET_PRESETS, name, overrides, "DGUNet", "DGUNet preset")
 
 
 def build_dgunet(preset: str = "dgunet", **overrides) -> DGUNet:

@@ -1,8 +1,8 @@
 """Named configurations of InterIR (SPEC §2, "Presets") and `build_model`."""
 from __future__ import annotations
 
-from interir.errors import InterIRError
 from interir.model.interir import InterIR, InterIRConfig
+from interir.model.zoo import config_from_preset
 
 PRESETS: dict[str, dict] = {
     "paper": dict(channels=48, num_blocks=16, expand=8),  # about 27 M parameters (the paper's model)
@@ -16,14 +16,7 @@ ABLATIONS = ("explainable", "additive_resm", "weighted_dmum")
 
 def preset_config(name: str, **overrides) -> InterIRConfig:
     """The InterIRConfig of preset `name`, with keyword overrides (any InterIRConfig field)."""
-    if name not in PRESETS:
-        raise InterIRError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    fields = set(InterIRConfig.__dataclass_fields__)
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise InterIRError(f"unknown InterIR option(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
-    extra = {**overrides.pop("extra", {}), "preset": name}
-    return InterIRConfig(**{**PRESETS[name], **overrides, "extra": extra})
+    return config_from_preset(InterIRConfig, PRESETS, name, overrides, "InterIR")
 
 
 def build_model(preset: str = "paper", **overrides) -> InterIR:

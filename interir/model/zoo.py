@@ -18,6 +18,22 @@ from interir.errors import InterIRError
 MODEL_NAMES = ("interir", "dgunet")
 
 
+def config_from_preset(config_cls, presets: dict[str, dict], name: str, overrides: dict[str, Any],
+                       network: str, preset_word: str = "preset"):
+    """`config_cls` of preset `name` with keyword overrides; unknown presets or fields are one-line errors.
+
+    The preset's name is kept in the config's `extra` so checkpoints can describe the network.
+    """
+    if name not in presets:
+        raise InterIRError(f"unknown {preset_word} {name!r}; choose one of {', '.join(presets)}")
+    fields = set(config_cls.__dataclass_fields__)
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise InterIRError(f"unknown {network} option(s) {', '.join(unknown)}; valid: {', '.join(sorted(fields))}")
+    extra = {**overrides.pop("extra", {}), "preset": name}
+    return config_cls(**{**presets[name], **overrides, "extra": extra})
+
+
 def build(spec: dict[str, Any] | str) -> nn.Module:
     """Network from {"name": ..., "preset": ..., **overrides} (or a bare InterIR preset name)."""
     if isinstance(spec, str):
