@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -19,6 +20,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("interir.evaluate", "Table-1 style PSNR/SSIM of a checkpoint per degradation combination"),
     "restore": ("interir.infer", "restore image files or folders (tiled for large images)"),
     "explain": ("interir.explain", "interpretability views: stages, explainable-conv maps, step sizes, t-SNE"),
+}
+# Commands whose program parses its own arguments: everything after the name is passed on as it is. They live
+# outside the installed package (a source checkout's bench/), so they are imported only when run.
+FORWARDED: dict[str, tuple[str, str]] = {
+    "bench": ("bench.runner", "benchmarks of the ops and models on every backend (python -m bench; "
+              "`interir bench --help` for its options)"),
 }
 
 
@@ -37,7 +44,31 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
         add_arguments(p)
+    for name, (_, help_text) in FORWARDED.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, add_help=False, allow_abbrev=False)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
     return parser
+
+
+def _forwarded_main(name: str):
+    """The `main(argv, prog=...)` of a forwarded command; a one-line InterIRError when it is not installed."""
+    from interir.errors import InterIRError
+
+    module = FORWARDED[name][0]
+    package = module.split(".")[0]
+    root = Path(__file__).resolve().parents[1]
+    for retry in (False, True):
+        try:
+            return importlib.import_module(module).main
+        except ModuleNotFoundError as exc:
+            if exc.name not in (module, package):
+                raise  # something the command itself imports is missing: its own message says what
+        # a source checkout used from another folder: the package sits beside interir/
+        if retry or not (root / package / "__init__.py").is_file() or str(root) in sys.path:
+            break
+        sys.path.append(str(root))
+    raise InterIRError(f"'{name}' needs the {package}/ folder of a source checkout of interir, which this "
+                       f"installation does not have; run it from a clone of the repository (python -m {package})")
 
 
 def _version() -> str:
@@ -48,12 +79,16 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(COMMANDS[args.command][0])
+    if rest and args.command not in FORWARDED:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        if args.command in FORWARDED:
+            return int(_forwarded_main(args.command)(rest, prog=f"interir {args.command}") or 0)
+        module = importlib.import_module(COMMANDS[args.command][0])
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("interir: interrupted", file=sys.stderr)

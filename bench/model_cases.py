@@ -1,0 +1,148 @@
+"""The model benchmark cases: which networks, sizes and modes run on a device, and the calls that run them.
+
+- Networks: InterIR `paper` and the DGUNet baseline `dgunet` (smoke: `tiny` and `dgunet-tiny`).
+- Training step: forward + the project's loss (interir.train.Loss: L1 + 0.1·FFT-L1 for InterIR, DGUNet's
+  multi-stage loss for DGUNet) + backward + gradient clipping + Adam step, with the paper recipe's settings
+  (interir.config.DEFAULTS); no scheduler or EMA. bf16 = bfloat16 autocast around the forward, as
+  `interir train` does with train.bf16.
+- Modes: ops backend (reference, triton, cuda) × eager / torch.compile(model). DGUNet uses none of interir's
+  ops, so its modes are eager and compile only (backend "-").
+- Shapes: training batch 32 × 256²; inference batch 1 at 256², 512², 1024².
+- CPU rule (unless full_shapes): training batch 2 × 128²; fp32 only; an inference forward of more than
+  1 T multiply-accumulates is skipped (recorded), so is torch.compile unless asked for (it takes minutes).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from interir import ops
+from interir.config import DEFAULTS
+from interir.model.zoo import build
+from interir.profile import count_macs_all, count_macs_hooks, count_parameters
+from interir.train import Loss
+
+NETWORKS = {"interir": "paper", "dgunet": "dgunet"}
+SMOKE_PRESETS = {"interir": "tiny", "dgunet": "dgunet-tiny"}
+NO_BACKEND = "-"  # the mode backend of a network that calls none of interir's ops
+TRAIN_BATCH, TRAIN_SIZE = 32, 256
+INFER_SIZES = (256, 512, 1024)
+MACS_AT = 256  # the side at which parameters' companions, the two MAC counts, are quoted
+CPU_TRAIN_BATCH, CPU_TRAIN_SIZE = 2, 128
+CPU_MAX_FORWARD_MACS = 10**12
+SMOKE_TRAIN_BATCH, SMOKE_TRAIN_SIZE, SMOKE_INFER_SIZES = 2, 32, (32, 64)
+
+
+@dataclass
+class ModelPlan:
+    """What the model suite runs on one device."""
+
+    networks: list[tuple[str, str]]  # (network name, preset)
+    train_batch: int
+    train_size: int
+    infer_sizes: tuple[int, ...]
+    max_forward_macs: int | None  # inference forwards above this are skipped (None: no limit)
+    fp32_only: str | None  # why bf16 is not run, or None
+    notes: list[str] = field(default_factory=list)
+
+
+def model_plan(device_type: str, *, smoke: bool = False, full_shapes: bool = False,
+               networks: tuple[str, ...] = tuple(NETWORKS)) -> ModelPlan:
+    for name in networks:
+        if name not in NETWORKS:
+            raise ValueError(f"unknown model {name!r}; choose from {', '.join(NETWORKS)}")
+    if smoke:
+        return ModelPlan([(n, SMOKE_PRESETS[n]) for n in networks], SMOKE_TRAIN_BATCH, SMOKE_TRAIN_SIZE,
+                         SMOKE_INFER_SIZES, None, None, ["smoke sizes and presets"])
+    plan = ModelPlan([(n, NETWORKS[n]) for n in networks], TRAIN_BATCH, TRAIN_SIZE, INFER_SIZES, None, None)
+    if device_type == "cpu" and not full_shapes:
+        plan.train_batch, plan.train_size = CPU_TRAIN_BATCH, CPU_TRAIN_SIZE
+        plan.max_forward_macs = CPU_MAX_FORWARD_MACS
+        plan.fp32_only = "CPU: the model suite runs fp32 only (--full-shapes runs bf16 autocast too)"
+        plan.notes.append(f"CPU: training batch {TRAIN_BATCH}×{TRAIN_SIZE}² → "
+                          f"{CPU_TRAIN_BATCH}×{CPU_TRAIN_SIZE}²; inference forwards above "
+                          f"{CPU_MAX_FORWARD_MACS / 1e12:g} TMAC skipped; fp32 only")
+    return plan
+
+
+def modes(network: str) -> list[tuple[str, bool]]:
+    """(backend, compiled) of every mode of `network`, eager first."""
+    backends = ops.BACKENDS if network == "interir" else (NO_BACKEND,)
+    return [(b, compiled) for b in backends for compiled in (False, True)]
+
+
+def mode_name(backend: str, compiled: bool) -> str:
+    return f"{backend} {'compile' if compiled else 'eager'}"
+
+
+def build_network(network: str, preset: str, seed: int = 0) -> nn.Module:
+    """The network on the CPU with seeded weights; `validate_inputs` off, as `interir train` runs it."""
+    torch.manual_seed(seed)
+    model = build({"name": network, "preset": preset})
+    model.validate_inputs = False
+    return model
+
+
+def static_figures(model: nn.Module, sizes: tuple[int, ...]) -> dict:
+    """Parameters, both MAC counts at MACS_AT², and the all-products MACs at every size (one image)."""
+    shape = (1, 3, MACS_AT, MACS_AT)
+    return {"parameters": count_parameters(model), "macs_at": MACS_AT,
+            "macs_all": count_macs_all(model, shape), "macs_hooks": count_macs_hooks(model, shape),
+            "macs_all_by_size": {str(s): count_macs_all(model, (1, 3, s, s)) for s in sizes}}
+
+
+def _backend_context(backend: str):
+    return contextlib.nullcontext() if backend == NO_BACKEND else ops.use_backend(backend)
+
+
+def _autocast(device: torch.device, dtype_name: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype_name == "bf16")
+
+
+@dataclass
+class TrainStep:
+    """One mode's training step and what it holds (the model copy, its optimizer)."""
+
+    run: Callable[[], Any]
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def make_train_step(base: nn.Module, network: str, x: torch.Tensor, y: torch.Tensor, dtype_name: str,
+                    backend: str, compiled: bool) -> TrainStep:
+    """A copy of `base` on x's device with its own Adam, and a callable doing one training step on (x, y)."""
+    model = copy.deepcopy(base).to(x.device).train()
+    tcfg = DEFAULTS["train"]
+    optim = tcfg["optim"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=optim["lr"], betas=tuple(optim["betas"]))
+    loss_fn = Loss(tcfg["loss"], network)
+    net = torch.compile(model) if compiled else model
+    clip = tcfg["grad_clip"]
+
+    def step():
+        with _backend_context(backend):
+            with _autocast(x.device, dtype_name):
+                out = net(x, return_stages=True) if loss_fn.needs_stages else net(x)
+            loss = loss_fn(out, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+
+    return TrainStep(step, model, optimizer)
+
+
+def make_inference(model: nn.Module, x: torch.Tensor, dtype_name: str, backend: str) -> Callable[[], Any]:
+    """A callable doing one forward of `model` (already on x's device, in eval mode) on x."""
+
+    def forward():
+        with torch.inference_mode(), _backend_context(backend), _autocast(x.device, dtype_name):
+            return model(x)
+
+    return forward
