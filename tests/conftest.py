@@ -5,9 +5,11 @@ import random
 import pytest
 import torch
 
-# Without a GPU the Triton kernels run under the interpreter; it must be chosen before triton is imported.
+# Without a GPU the Triton kernels run under the interpreter (chosen before triton is imported), and the CUDA
+# kernels under their host emulation (csrc/ compiled for the CPU at first use; see interir/ops/_cuda_build.py).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    os.environ.setdefault("INTERIR_CUDA_EMULATE", "1")
 
 
 # Fresh random inputs on every run; rerun a failure with the PYTEST_SEED printed in the session header.
@@ -41,15 +43,24 @@ FUSED_BACKENDS = ["triton", "cuda"]
 
 @pytest.fixture(params=FUSED_BACKENDS)
 def backend(request, monkeypatch):
-    """Each fused backend in turn (skipped, with the reason, where it cannot run); outputs NaN-poisoned."""
+    """Each fused backend in turn (skipped, with the reason, where it cannot run); outputs NaN-poisoned.
+
+    Without a GPU, `triton` runs under the Triton interpreter and `cuda` under its host emulation.
+    """
     name = request.param
     reason = __import__("interir.ops", fromlist=["ops"]).available_backends()[name]
     if reason is not None:
         pytest.skip(f"backend {name!r} unavailable: {reason}")
-    if name == "cuda" and not torch.cuda.is_available():
-        pytest.skip("backend 'cuda' needs an NVIDIA GPU")
+    if name == "cuda" and not torch.cuda.is_available() and os.environ.get("INTERIR_CUDA_EMULATE") != "1":
+        pytest.skip("backend 'cuda' needs an NVIDIA GPU (or INTERIR_CUDA_EMULATE=1 for its host emulation)")
     monkeypatch.setenv("INTERIR_POISON_OUTPUTS", "1")
     return name
+
+
+def skip_triton_half_on_cpu(backend: str) -> None:
+    """Half-precision cases run on a GPU and under the CUDA host emulation; the Triton interpreter lacks bf16 math."""
+    if backend == "triton" and not torch.cuda.is_available():
+        pytest.skip("bfloat16/float16 Triton kernels need a GPU (the Triton interpreter has no bfloat16 math)")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import torch
 import interir
 from interir import ops
 from interir.ops import reference as ref
+from tests.conftest import skip_triton_half_on_cpu
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
@@ -404,12 +405,12 @@ def test_float16_under_the_interpreter_or_gpu(backend):
 # --------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.gpu
-@requires_gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("shape", [(4, 32, 48, 17, 23, 3, 1), (2, 24, 24, 33, 31, 5, 24), (3, 19, 7, 16, 16, 1, 1)],
                          ids=["full", "depthwise", "k1"])
-def test_half_precision_on_gpu(backend, dtype, shape):
+def test_half_precision(backend, dtype, shape):
+    """bfloat16/float16 on a GPU, or the CUDA kernels' host emulation (the Triton interpreter has no bf16 math)."""
+    skip_triton_half_on_cpu(backend)
     b, cin, cout, h, w, k, groups = shape
     x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups, dtype=dtype)
     got = _run_conv_autograd(backend, x, weight, bias, attn, dy, groups)

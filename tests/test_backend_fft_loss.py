@@ -13,6 +13,7 @@ import torch
 from interir import ops
 from interir.ops import backends
 from interir.ops import reference as ref
+from tests.conftest import skip_triton_half_on_cpu
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 F64 = torch.float64
@@ -243,11 +244,21 @@ def test_opcheck(triton_fft):
                           (torch.tensor(1.0, device=DEVICE), signs, 6))
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (bfloat16/float16 inputs on CUDA)")
+def test_opcheck_cuda(backend):
+    """The `cuda` backend uses the generic pair fft_l1_loss_cuda / fft_l1_loss_backward_cuda (triton: above)."""
+    if backend != "cuda":
+        pytest.skip("the triton backend's own op pair is checked by test_opcheck")
+    pred, target = _inputs((2, 2, 5, 6))
+    torch.library.opcheck(torch.ops.interir.fft_l1_loss_cuda.default, (pred.requires_grad_(), target.requires_grad_()))
+    torch.library.opcheck(torch.ops.interir.fft_l1_loss_backward_cuda.default,
+                          (torch.tensor(1.0, device=DEVICE), pred.detach(), target.detach()))
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape", [(2, 3, 64, 64), (4, 3, 37, 50), (1, 1, 255, 129)])
 def test_half_precision_inputs(backend, dtype, shape):
+    """bfloat16/float16 inputs: on a GPU, or the CUDA kernels' host emulation."""
+    skip_triton_half_on_cpu(backend)
     pred, target = _inputs(shape, dtype)
     got = _grads(lambda p, t: ops.fft_l1_loss(p, t, backend=backend), pred, target, 1.0)
     same = _grads(lambda p, t: ops.fft_l1_loss(p, t, backend="reference"), pred, target, 1.0)

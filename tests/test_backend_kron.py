@@ -11,6 +11,7 @@ import torch
 from interir import ops
 from interir.ops import backends
 from interir.ops import reference as ref
+from tests.conftest import skip_triton_half_on_cpu
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 F64 = torch.float64
@@ -224,24 +225,25 @@ def test_supports_reasons(triton_kron, monkeypatch):
     assert backends._REGISTRY["triton"]["kron_step"][1] is triton_kron.supports
 
 
-def test_opcheck(triton_kron):
+def test_opcheck(backend):
+    ns = torch.ops.interir
     x, p1, p2 = _apply_inputs(2, 2, 5, 4)
     g = torch.randn_like(x)
-    torch.library.opcheck(torch.ops.interir.kron_apply_triton.default, (x.requires_grad_(), p1, p2, True))
-    torch.library.opcheck(torch.ops.interir.kron_apply_backward_triton.default, (g, x.detach(), p1, p2, False))
+    torch.library.opcheck(getattr(ns, f"kron_apply_{backend}").default, (x.requires_grad_(), p1, p2, True))
+    for transpose in (False, True):
+        torch.library.opcheck(getattr(ns, f"kron_apply_backward_{backend}").default, (g, x.detach(), p1, p2, transpose))
     _, f, g1, g2, r, eta = _step_inputs(2, 2, 5, 4)
     args = (x.detach().requires_grad_(), f.requires_grad_(), g1, g2, r, eta.requires_grad_())
-    torch.library.opcheck(torch.ops.interir.kron_step_triton.default, args)
-    torch.library.opcheck(torch.ops.interir.kron_step_backward_triton.default,
+    torch.library.opcheck(getattr(ns, f"kron_step_{backend}").default, args)
+    torch.library.opcheck(getattr(ns, f"kron_step_backward_{backend}").default,
                           (g, f.detach(), g1, g2, r, eta.detach()))
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(),
-                    reason="bfloat16/float16 kernels need a GPU (the interpreter has no bf16 math)")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("shape", [(2, 3, 17, 33), (1, 2, 64, 64), (1, 1, 130, 70)])
 def test_half_precision(backend, dtype, shape):
+    """bfloat16/float16 storage, float32 accumulation: on a GPU, or the CUDA kernels' host emulation."""
+    skip_triton_half_on_cpu(backend)
     _check_apply(backend, shape, False, dtype)
     _check_apply(backend, shape, True, dtype)
     _check_step(backend, shape, dtype)

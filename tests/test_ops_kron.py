@@ -93,8 +93,9 @@ def test_non_contiguous_inputs():
 def test_opcheck():
     x, p1, p2 = (t.float().requires_grad_() for t in _inputs(2, 3, 5, 4))
     torch.library.opcheck(torch.ops.interir.kron_apply_reference.default, (x, p1, p2, True))
-    torch.library.opcheck(torch.ops.interir.kron_apply_backward_reference.default,
-                          (torch.randn(2, 3, 5, 4), x.detach(), p1.detach(), p2.detach(), False))
+    for transpose in (False, True):  # the fake kernel must match the real one's strides in both cases
+        torch.library.opcheck(torch.ops.interir.kron_apply_backward_reference.default,
+                              (torch.randn(2, 3, 5, 4), x.detach(), p1.detach(), p2.detach(), transpose))
     f, r = torch.randn(2, 3, 5, 4, requires_grad=True), torch.randn(2, 3, 5, 4, requires_grad=True)
     eta = torch.tensor(0.1, requires_grad=True)
     torch.library.opcheck(torch.ops.interir.kron_step_reference.default, (x, f, p1, p2, r, eta))

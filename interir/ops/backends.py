@@ -38,6 +38,10 @@ class BackendUnavailable(RuntimeError):
     """The requested backend cannot run this operation on these inputs; the message says why."""
 
 
+class BackendNotInstalled(ImportError):
+    """Raised while importing a backend's module when it is not installed; the message is the whole reason."""
+
+
 def register(backend: str, op_name: str, fn: Callable, supports: Callable | None = None) -> None:
     """Make `fn` the `backend` implementation of `op_name`. `supports(*args, **kw)` may veto inputs."""
     if backend not in BACKENDS:
@@ -53,6 +57,8 @@ def _load(backend: str) -> str | None:
     reason = ""
     try:
         importlib.import_module(module)
+    except BackendNotInstalled as exc:
+        reason = str(exc)
     except ModuleNotFoundError as exc:
         reason = (
             f"not part of this installation ({module} is missing)"

@@ -1,0 +1,249 @@
+// Per-thread bodies of the explainable convolution (SPEC §2): the attention A = k²·softmax(pool(1[x > θ]))
+// and the per-sample modulated convolution y[b,o] = Σ_{c,t} W[o,c,t]·A[b,c,t]·x[b,c,·+t] + bias[o], with
+// one batch-shared weight (no per-sample weight tensor). Layouts are contiguous NCHW; W is Cout×(Cin/g)×k×k.
+#pragma once
+
+#include <cmath>
+
+#include "common.cuh"
+
+namespace interir {
+
+// Output channels (forward) or input channels (dx) one thread accumulates in registers.
+constexpr int kConvTile = 8;
+
+// ------------------------------------------------------------------------------------------------ attention
+
+// Number of pixels of bin q (= bi·k + bj) of an H×W map with x > θ, over this thread's share of the bin.
+template <typename T>
+INTERIR_HD float attention_bin_partial(const T* plane, float theta, float tau, int H, int W, int k, int q,
+                                       int tid, int nthreads) {
+  const int bi = q / k, bj = q % k;
+  const int h0 = bin_start(bi, H, k), h1 = bin_end(bi, H, k);
+  const int w0 = bin_start(bj, W, k), w1 = bin_end(bj, W, k);
+  const int bw = w1 - w0;
+  const int64_t n = static_cast<int64_t>(h1 - h0) * bw;
+  float count = 0.f;
+  for (int64_t r = tid; r < n; r += nthreads) {
+    const int h = h0 + static_cast<int>(r / bw), w = w0 + static_cast<int>(r % bw);
+    const float z = (to_float(plane[static_cast<int64_t>(h) * W + w]) - theta) / tau;
+    count += z > 0.f ? 1.f : 0.f;
+  }
+  return count;
+}
+
+INTERIR_HD float attention_bin_size(int H, int W, int k, int q) {
+  const int bi = q / k, bj = q % k;
+  return static_cast<float>(bin_end(bi, H, k) - bin_start(bi, H, k)) *
+         static_cast<float>(bin_end(bj, W, k) - bin_start(bj, W, k));
+}
+
+// attn[t] = taps·softmax(pooled)[t]
+INTERIR_HD void attention_softmax(const float* pooled, int taps, float* attn) {
+  float top = pooled[0];
+  for (int t = 1; t < taps; ++t) top = pooled[t] > top ? pooled[t] : top;
+  float total = 0.f;
+  for (int t = 0; t < taps; ++t) total += expf(pooled[t] - top);
+  for (int t = 0; t < taps; ++t) attn[t] = static_cast<float>(taps) * (expf(pooled[t] - top) / total);
+}
+
+// dL/dpooled from dL/dA: with s = A/taps (the softmax), dp = taps·s ⊙ (g − Σ g·s).
+INTERIR_HD void attention_pooled_grad(const float* grad_attn, const float* attn, int taps, float* grad_pooled) {
+  float dot = 0.f;
+  for (int t = 0; t < taps; ++t) dot += grad_attn[t] * (attn[t] / taps);
+  for (int t = 0; t < taps; ++t) grad_pooled[t] = attn[t] * (grad_attn[t] - dot);
+}
+
+// dL/dz at pixel (h, w), z = (x − θ)/τ: the adjoint of the bin averages, times the surrogate σ'(z)/τ.
+template <typename T>
+INTERIR_HD float attention_grad_z(const float* grad_pooled, T x, float theta, float tau, int H, int W, int k,
+                                  int h, int w) {
+  float grad_mask = 0.f;
+  for (int bi = 0; bi < k; ++bi) {
+    const int h0 = bin_start(bi, H, k), h1 = bin_end(bi, H, k);
+    if (h < h0 || h >= h1) continue;
+    for (int bj = 0; bj < k; ++bj) {
+      const int w0 = bin_start(bj, W, k), w1 = bin_end(bj, W, k);
+      if (w < w0 || w >= w1) continue;
+      grad_mask += grad_pooled[bi * k + bj] / (static_cast<float>(h1 - h0) * static_cast<float>(w1 - w0));
+    }
+  }
+  const float sig = 1.f / (1.f + expf(-(to_float(x) - theta) / tau));
+  return grad_mask * sig * (1.f - sig) / tau;
+}
+
+// ------------------------------------------------------------------------------------------- modulated conv
+
+struct ConvShape {
+  int B, Cin, Cout, H, W, k, groups;
+  INTERIR_HD int cin_g() const { return Cin / groups; }
+  INTERIR_HD int cout_g() const { return Cout / groups; }
+  INTERIR_HD int taps() const { return k * k; }
+  INTERIR_HD int64_t hw() const { return static_cast<int64_t>(H) * W; }
+};
+
+// Threads of the forward: one per (b, group, tile of kConvTile output channels, pixel), pixel fastest.
+INTERIR_HD int64_t conv_forward_threads(const ConvShape& s) {
+  return static_cast<int64_t>(s.B) * s.groups * ceil_div(s.cout_g(), kConvTile) * s.hw();
+}
+
+// y for up to kConvTile output channels at one pixel; bias (float, Cout) may be null.
+template <typename T>
+INTERIR_HD void conv_forward_point(const T* x, const T* weight, const float* bias, const float* attn, T* y,
+                                   const ConvShape& s, int64_t idx) {
+  const int tiles = static_cast<int>(ceil_div(s.cout_g(), kConvTile));
+  const int w = static_cast<int>(idx % s.W);
+  idx /= s.W;
+  const int h = static_cast<int>(idx % s.H);
+  idx /= s.H;
+  const int tile = static_cast<int>(idx % tiles);
+  idx /= tiles;
+  const int g = static_cast<int>(idx % s.groups);
+  const int b = static_cast<int>(idx / s.groups);
+  const int o0 = g * s.cout_g() + tile * kConvTile;
+  const int n_out = s.cout_g() - tile * kConvTile < kConvTile ? s.cout_g() - tile * kConvTile : kConvTile;
+  const int pad = s.k / 2, taps = s.taps(), cin_g = s.cin_g();
+  float acc[kConvTile];
+  for (int q = 0; q < kConvTile; ++q) acc[q] = 0.f;
+  for (int cl = 0; cl < cin_g; ++cl) {
+    const int64_t plane = static_cast<int64_t>(b) * s.Cin + g * cin_g + cl;
+    const T* xp = x + plane * s.hw();
+    const float* ap = attn + plane * taps;
+    for (int i = 0; i < s.k; ++i) {
+      const int hh = h + i - pad;
+      if (hh < 0 || hh >= s.H) continue;
+      for (int j = 0; j < s.k; ++j) {
+        const int ww = w + j - pad;
+        if (ww < 0 || ww >= s.W) continue;
+        const int t = i * s.k + j;
+        const float v = to_float(xp[static_cast<int64_t>(hh) * s.W + ww]) * ap[t];  // A scales the input operand
+        const T* wp = weight + (static_cast<int64_t>(o0) * cin_g + cl) * taps + t;
+        for (int q = 0; q < kConvTile; ++q)
+          if (q < n_out) acc[q] += to_float(wp[static_cast<int64_t>(q) * cin_g * taps]) * v;
+      }
+    }
+  }
+  for (int q = 0; q < n_out; ++q) {
+    const float out = acc[q] + (bias != nullptr ? bias[o0 + q] : 0.f);
+    y[(static_cast<int64_t>(b) * s.Cout + o0 + q) * s.hw() + static_cast<int64_t>(h) * s.W + w] = static_cast<T>(out);
+  }
+}
+
+// Threads of dx: one per (b, group, tile of kConvTile input channels, pixel), pixel fastest.
+INTERIR_HD int64_t conv_input_grad_threads(const ConvShape& s) {
+  return static_cast<int64_t>(s.B) * s.groups * ceil_div(s.cin_g(), kConvTile) * s.hw();
+}
+
+// dx[b,c,h,w] = Σ_t A[b,c,t]·Σ_{o in c's group} W[o,c,t]·dy[b,o,(h,w) − t + pad] for up to kConvTile channels.
+template <typename T>
+INTERIR_HD void conv_input_grad_point(const T* grad_y, const T* weight, const float* attn, T* grad_x,
+                                      const ConvShape& s, int64_t idx) {
+  const int tiles = static_cast<int>(ceil_div(s.cin_g(), kConvTile));
+  const int w = static_cast<int>(idx % s.W);
+  idx /= s.W;
+  const int h = static_cast<int>(idx % s.H);
+  idx /= s.H;
+  const int tile = static_cast<int>(idx % tiles);
+  idx /= tiles;
+  const int g = static_cast<int>(idx % s.groups);
+  const int b = static_cast<int>(idx / s.groups);
+  const int cl0 = tile * kConvTile;
+  const int n_in = s.cin_g() - cl0 < kConvTile ? s.cin_g() - cl0 : kConvTile;
+  const int pad = s.k / 2, taps = s.taps(), cin_g = s.cin_g(), cout_g = s.cout_g();
+  const float* ap = attn + (static_cast<int64_t>(b) * s.Cin + g * cin_g + cl0) * taps;
+  float acc[kConvTile];
+  for (int q = 0; q < kConvTile; ++q) acc[q] = 0.f;
+  for (int ol = 0; ol < cout_g; ++ol) {
+    const int o = g * cout_g + ol;
+    const T* gp = grad_y + (static_cast<int64_t>(b) * s.Cout + o) * s.hw();
+    for (int i = 0; i < s.k; ++i) {
+      const int hh = h - i + pad;
+      if (hh < 0 || hh >= s.H) continue;
+      for (int j = 0; j < s.k; ++j) {
+        const int ww = w - j + pad;
+        if (ww < 0 || ww >= s.W) continue;
+        const int t = i * s.k + j;
+        const float gv = to_float(gp[static_cast<int64_t>(hh) * s.W + ww]);
+        const T* wp = weight + (static_cast<int64_t>(o) * cin_g + cl0) * taps + t;
+        for (int q = 0; q < kConvTile; ++q)
+          if (q < n_in) acc[q] += to_float(wp[q * taps]) * ap[q * taps + t] * gv;
+      }
+    }
+  }
+  for (int q = 0; q < n_in; ++q)
+    grad_x[(static_cast<int64_t>(b) * s.Cin + g * cin_g + cl0 + q) * s.hw() + static_cast<int64_t>(h) * s.W + w] =
+        static_cast<T>(acc[q]);
+}
+
+// This thread's share of the per-sample kernel gradient dK_b[o,c,t] = Σ_p dy[b,o,p]·x[b,c,p + t − pad]
+// for every tap t; block = (b·Cout + o)·(Cin/g) + c_local.
+template <typename T>
+INTERIR_HD void conv_kernel_grad_partial(const T* grad_y, const T* x, const ConvShape& s, int64_t block, int tid,
+                                         int nthreads, float* acc) {
+  const int cin_g = s.cin_g();
+  const int cl = static_cast<int>(block % cin_g);
+  const int64_t bo = block / cin_g;  // b·Cout + o
+  const int o = static_cast<int>(bo % s.Cout);
+  const int b = static_cast<int>(bo / s.Cout);
+  const int c = (o / s.cout_g()) * cin_g + cl;
+  const T* gp = grad_y + bo * s.hw();
+  const T* xp = x + (static_cast<int64_t>(b) * s.Cin + c) * s.hw();
+  const int pad = s.k / 2;
+  for (int64_t p = tid; p < s.hw(); p += nthreads) {
+    const int h = static_cast<int>(p / s.W), w = static_cast<int>(p % s.W);
+    const float gv = to_float(gp[p]);
+    for (int i = 0; i < s.k; ++i) {
+      const int hh = h + i - pad;
+      if (hh < 0 || hh >= s.H) continue;
+      for (int j = 0; j < s.k; ++j) {
+        const int ww = w + j - pad;
+        if (ww < 0 || ww >= s.W) continue;
+        acc[i * s.k + j] += gv * to_float(xp[static_cast<int64_t>(hh) * s.W + ww]);
+      }
+    }
+  }
+}
+
+// dW[o,c_local,t] = Σ_b dK_b[o,c_local,t]·A[b,c,t] (fixed order over b); idx enumerates W's elements.
+INTERIR_HD float conv_weight_grad(const float* kernel_grad, const float* attn, const ConvShape& s, int64_t idx) {
+  const int taps = s.taps(), cin_g = s.cin_g();
+  const int t = static_cast<int>(idx % taps);
+  const int cl = static_cast<int>((idx / taps) % cin_g);
+  const int o = static_cast<int>(idx / (static_cast<int64_t>(taps) * cin_g));
+  const int c = (o / s.cout_g()) * cin_g + cl;
+  float total = 0.f;
+  for (int b = 0; b < s.B; ++b)
+    total += kernel_grad[(static_cast<int64_t>(b) * s.Cout + o) * cin_g * taps + static_cast<int64_t>(cl) * taps + t] *
+             attn[(static_cast<int64_t>(b) * s.Cin + c) * taps + t];
+  return total;
+}
+
+// dA[b,c,t] = Σ_{o in c's group} dK_b[o,c_local,t]·W[o,c_local,t]; idx enumerates A's elements.
+template <typename T>
+INTERIR_HD float conv_attention_grad(const float* kernel_grad, const T* weight, const ConvShape& s, int64_t idx) {
+  const int taps = s.taps(), cin_g = s.cin_g(), cout_g = s.cout_g();
+  const int t = static_cast<int>(idx % taps);
+  const int c = static_cast<int>((idx / taps) % s.Cin);
+  const int b = static_cast<int>(idx / (static_cast<int64_t>(taps) * s.Cin));
+  const int g = c / cin_g, cl = c % cin_g;
+  float total = 0.f;
+  for (int ol = 0; ol < cout_g; ++ol) {
+    const int64_t wo = (static_cast<int64_t>(g * cout_g + ol) * cin_g + cl) * taps + t;
+    total += kernel_grad[static_cast<int64_t>(b) * s.Cout * cin_g * taps + wo] * to_float(weight[wo]);
+  }
+  return total;
+}
+
+// This thread's share of dbias[o] = Σ_{b,p} dy[b,o,p]; block = o.
+template <typename T>
+INTERIR_HD float conv_bias_grad_partial(const T* grad_y, const ConvShape& s, int64_t o, int tid, int nthreads) {
+  float total = 0.f;
+  const int64_t n = static_cast<int64_t>(s.B) * s.hw();
+  for (int64_t r = tid; r < n; r += nthreads) {
+    const int64_t b = r / s.hw(), p = r % s.hw();
+    total += to_float(grad_y[(b * s.Cout + o) * s.hw() + p]);
+  }
+  return total;
+}
+
+}  // namespace interir
