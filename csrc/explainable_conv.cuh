@@ -82,6 +82,26 @@ struct ConvShape {
   INTERIR_HD int64_t hw() const { return static_cast<int64_t>(H) * W; }
 };
 
+// The coordinates of thread idx of the forward or dx grid: (b, group, tile of kConvTile channels out of
+// `channels` per group, pixel), pixel fastest.
+struct ConvThread {
+  int b, g, tile, h, w;
+};
+
+INTERIR_HD ConvThread conv_thread(const ConvShape& s, int channels, int64_t idx) {
+  const int tiles = static_cast<int>(ceil_div(channels, kConvTile));
+  ConvThread t;
+  t.w = static_cast<int>(idx % s.W);
+  idx /= s.W;
+  t.h = static_cast<int>(idx % s.H);
+  idx /= s.H;
+  t.tile = static_cast<int>(idx % tiles);
+  idx /= tiles;
+  t.g = static_cast<int>(idx % s.groups);
+  t.b = static_cast<int>(idx / s.groups);
+  return t;
+}
+
 // Threads of the forward: one per (b, group, tile of kConvTile output channels, pixel), pixel fastest.
 INTERIR_HD int64_t conv_forward_threads(const ConvShape& s) {
   return static_cast<int64_t>(s.B) * s.groups * ceil_div(s.cout_g(), kConvTile) * s.hw();
@@ -91,15 +111,8 @@ INTERIR_HD int64_t conv_forward_threads(const ConvShape& s) {
 template <typename T>
 INTERIR_HD void conv_forward_point(const T* x, const T* weight, const float* bias, const float* attn, T* y,
                                    const ConvShape& s, int64_t idx) {
-  const int tiles = static_cast<int>(ceil_div(s.cout_g(), kConvTile));
-  const int w = static_cast<int>(idx % s.W);
-  idx /= s.W;
-  const int h = static_cast<int>(idx % s.H);
-  idx /= s.H;
-  const int tile = static_cast<int>(idx % tiles);
-  idx /= tiles;
-  const int g = static_cast<int>(idx % s.groups);
-  const int b = static_cast<int>(idx / s.groups);
+  const ConvThread th = conv_thread(s, s.cout_g(), idx);
+  const int b = th.b, g = th.g, tile = th.tile, h = th.h, w = th.w;
   const int o0 = g * s.cout_g() + tile * kConvTile;
   const int n_out = s.cout_g() - tile * kConvTile < kConvTile ? s.cout_g() - tile * kConvTile : kConvTile;
   const int pad = s.k / 2, taps = s.taps(), cin_g = s.cin_g();
@@ -138,15 +151,8 @@ INTERIR_HD int64_t conv_input_grad_threads(const ConvShape& s) {
 template <typename T>
 INTERIR_HD void conv_input_grad_point(const T* grad_y, const T* weight, const float* attn, T* grad_x,
                                       const ConvShape& s, int64_t idx) {
-  const int tiles = static_cast<int>(ceil_div(s.cin_g(), kConvTile));
-  const int w = static_cast<int>(idx % s.W);
-  idx /= s.W;
-  const int h = static_cast<int>(idx % s.H);
-  idx /= s.H;
-  const int tile = static_cast<int>(idx % tiles);
-  idx /= tiles;
-  const int g = static_cast<int>(idx % s.groups);
-  const int b = static_cast<int>(idx / s.groups);
+  const ConvThread th = conv_thread(s, s.cin_g(), idx);
+  const int b = th.b, g = th.g, tile = th.tile, h = th.h, w = th.w;
   const int cl0 = tile * kConvTile;
   const int n_in = s.cin_g() - cl0 < kConvTile ? s.cin_g() - cl0 : kConvTile;
   const int pad = s.k / 2, taps = s.taps(), cin_g = s.cin_g(), cout_g = s.cout_g();
