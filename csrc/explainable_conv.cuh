@@ -102,6 +102,23 @@ INTERIR_HD ConvThread conv_thread(const ConvShape& s, int channels, int64_t idx)
   return t;
 }
 
+// f(t, n) for every tap t = i·k + j whose neighbour (h + dir·(i − pad), w + dir·(j − pad)) lies inside the map,
+// n being that neighbour's index in the H×W plane: dir = +1 gathers the inputs of output (h, w), dir = −1 the
+// outputs that input (h, w) feeds ("same" padding: neighbours outside are zero and skipped).
+template <typename F>
+INTERIR_HD void for_each_tap(const ConvShape& s, int h, int w, int dir, F&& f) {
+  const int pad = s.k / 2;
+  for (int i = 0; i < s.k; ++i) {
+    const int hh = h + dir * (i - pad);
+    if (hh < 0 || hh >= s.H) continue;
+    for (int j = 0; j < s.k; ++j) {
+      const int ww = w + dir * (j - pad);
+      if (ww < 0 || ww >= s.W) continue;
+      f(i * s.k + j, static_cast<int64_t>(hh) * s.W + ww);
+    }
+  }
+}
+
 // Threads of the forward: one per (b, group, tile of kConvTile output channels, pixel), pixel fastest.
 INTERIR_HD int64_t conv_forward_threads(const ConvShape& s) {
   return static_cast<int64_t>(s.B) * s.groups * ceil_div(s.cout_g(), kConvTile) * s.hw();
@@ -115,26 +132,19 @@ INTERIR_HD void conv_forward_point(const T* x, const T* weight, const float* bia
   const int b = th.b, g = th.g, tile = th.tile, h = th.h, w = th.w;
   const int o0 = g * s.cout_g() + tile * kConvTile;
   const int n_out = s.cout_g() - tile * kConvTile < kConvTile ? s.cout_g() - tile * kConvTile : kConvTile;
-  const int pad = s.k / 2, taps = s.taps(), cin_g = s.cin_g();
+  const int taps = s.taps(), cin_g = s.cin_g();
   float acc[kConvTile];
   for (int q = 0; q < kConvTile; ++q) acc[q] = 0.f;
   for (int cl = 0; cl < cin_g; ++cl) {
     const int64_t plane = static_cast<int64_t>(b) * s.Cin + g * cin_g + cl;
     const T* xp = x + plane * s.hw();
     const float* ap = attn + plane * taps;
-    for (int i = 0; i < s.k; ++i) {
-      const int hh = h + i - pad;
-      if (hh < 0 || hh >= s.H) continue;
-      for (int j = 0; j < s.k; ++j) {
-        const int ww = w + j - pad;
-        if (ww < 0 || ww >= s.W) continue;
-        const int t = i * s.k + j;
-        const float v = to_float(xp[static_cast<int64_t>(hh) * s.W + ww]) * ap[t];  // A scales the input operand
-        const T* wp = weight + (static_cast<int64_t>(o0) * cin_g + cl) * taps + t;
-        for (int q = 0; q < kConvTile; ++q)
-          if (q < n_out) acc[q] += to_float(wp[static_cast<int64_t>(q) * cin_g * taps]) * v;
-      }
-    }
+    for_each_tap(s, h, w, +1, [&](int t, int64_t n) {
+      const float v = to_float(xp[n]) * ap[t];  // A scales the input operand
+      const T* wp = weight + (static_cast<int64_t>(o0) * cin_g + cl) * taps + t;
+      for (int q = 0; q < kConvTile; ++q)
+        if (q < n_out) acc[q] += to_float(wp[static_cast<int64_t>(q) * cin_g * taps]) * v;
+    });
   }
   for (int q = 0; q < n_out; ++q) {
     const float out = acc[q] + (bias != nullptr ? bias[o0 + q] : 0.f);
@@ -155,26 +165,19 @@ INTERIR_HD void conv_input_grad_point(const T* grad_y, const T* weight, const fl
   const int b = th.b, g = th.g, tile = th.tile, h = th.h, w = th.w;
   const int cl0 = tile * kConvTile;
   const int n_in = s.cin_g() - cl0 < kConvTile ? s.cin_g() - cl0 : kConvTile;
-  const int pad = s.k / 2, taps = s.taps(), cin_g = s.cin_g(), cout_g = s.cout_g();
+  const int taps = s.taps(), cin_g = s.cin_g(), cout_g = s.cout_g();
   const float* ap = attn + (static_cast<int64_t>(b) * s.Cin + g * cin_g + cl0) * taps;
   float acc[kConvTile];
   for (int q = 0; q < kConvTile; ++q) acc[q] = 0.f;
   for (int ol = 0; ol < cout_g; ++ol) {
     const int o = g * cout_g + ol;
     const T* gp = grad_y + (static_cast<int64_t>(b) * s.Cout + o) * s.hw();
-    for (int i = 0; i < s.k; ++i) {
-      const int hh = h - i + pad;
-      if (hh < 0 || hh >= s.H) continue;
-      for (int j = 0; j < s.k; ++j) {
-        const int ww = w - j + pad;
-        if (ww < 0 || ww >= s.W) continue;
-        const int t = i * s.k + j;
-        const float gv = to_float(gp[static_cast<int64_t>(hh) * s.W + ww]);
-        const T* wp = weight + (static_cast<int64_t>(o) * cin_g + cl0) * taps + t;
-        for (int q = 0; q < kConvTile; ++q)
-          if (q < n_in) acc[q] += to_float(wp[q * taps]) * ap[q * taps + t] * gv;
-      }
-    }
+    for_each_tap(s, h, w, -1, [&](int t, int64_t n) {
+      const float gv = to_float(gp[n]);
+      const T* wp = weight + (static_cast<int64_t>(o) * cin_g + cl0) * taps + t;
+      for (int q = 0; q < kConvTile; ++q)
+        if (q < n_in) acc[q] += to_float(wp[q * taps]) * ap[q * taps + t] * gv;
+    });
   }
   for (int q = 0; q < n_in; ++q)
     grad_x[(static_cast<int64_t>(b) * s.Cin + g * cin_g + cl0 + q) * s.hw() + static_cast<int64_t>(h) * s.W + w] =
@@ -194,19 +197,10 @@ INTERIR_HD void conv_kernel_grad_partial(const T* grad_y, const T* x, const Conv
   const int c = (o / s.cout_g()) * cin_g + cl;
   const T* gp = grad_y + bo * s.hw();
   const T* xp = x + (static_cast<int64_t>(b) * s.Cin + c) * s.hw();
-  const int pad = s.k / 2;
   for (int64_t p = tid; p < s.hw(); p += nthreads) {
     const int h = static_cast<int>(p / s.W), w = static_cast<int>(p % s.W);
     const float gv = to_float(gp[p]);
-    for (int i = 0; i < s.k; ++i) {
-      const int hh = h + i - pad;
-      if (hh < 0 || hh >= s.H) continue;
-      for (int j = 0; j < s.k; ++j) {
-        const int ww = w + j - pad;
-        if (ww < 0 || ww >= s.W) continue;
-        acc[i * s.k + j] += gv * to_float(xp[static_cast<int64_t>(hh) * s.W + ww]);
-      }
-    }
+    for_each_tap(s, h, w, +1, [&](int t, int64_t n) { acc[t] += gv * to_float(xp[n]); });
   }
 }
 
