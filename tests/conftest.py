@@ -57,6 +57,15 @@ def backend(request, monkeypatch):
     return name
 
 
+def triton_kernels(module: str, monkeypatch):
+    """interir.kernels.<module> with NaN-poisoned outputs, or a skip naming why the triton backend is unavailable."""
+    reason = __import__("interir.ops", fromlist=["ops"]).available_backends()["triton"]
+    if reason is not None:
+        pytest.skip(f"backend 'triton' unavailable: {reason}")
+    monkeypatch.setenv("INTERIR_POISON_OUTPUTS", "1")
+    return __import__(f"interir.kernels.{module}", fromlist=[module])
+
+
 def skip_triton_half_on_cpu(backend: str) -> None:
     """Half-precision cases run on a GPU and under the CUDA host emulation; the Triton interpreter lacks bf16 math."""
     if backend == "triton" and not torch.cuda.is_available():

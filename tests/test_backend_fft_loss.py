@@ -13,24 +13,16 @@ import torch
 from interir import ops
 from interir.ops import backends
 from interir.ops import reference as ref
-from tests.conftest import skip_triton_half_on_cpu
+from tests.conftest import skip_triton_half_on_cpu, triton_kernels
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 F64 = torch.float64
 FLOOR = 2e-6  # the floor of the tolerance rule, relative to the largest magnitude of the exact result
 
 
-
-
 @pytest.fixture
 def triton_fft(monkeypatch):
-    reason = ops.available_backends()["triton"]
-    if reason is not None:
-        pytest.skip(f"backend 'triton' unavailable: {reason}")
-    monkeypatch.setenv("INTERIR_POISON_OUTPUTS", "1")
-    from interir.kernels import fft_loss
-
-    return fft_loss
+    return triton_kernels("fft_loss", monkeypatch)
 
 
 def check_rule(got, same_dtype, exact, what=""):

@@ -11,7 +11,7 @@ import torch
 from interir import ops
 from interir.ops import backends
 from interir.ops import reference as ref
-from tests.conftest import skip_triton_half_on_cpu
+from tests.conftest import skip_triton_half_on_cpu, triton_kernels
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 F64 = torch.float64
@@ -21,17 +21,9 @@ F64 = torch.float64
 FLOOR = {torch.float32: 1e-7, torch.bfloat16: 8e-3, torch.float16: 1e-3}
 
 
-
-
 @pytest.fixture
 def triton_kron(monkeypatch):
-    reason = ops.available_backends()["triton"]
-    if reason is not None:
-        pytest.skip(f"backend 'triton' unavailable: {reason}")
-    monkeypatch.setenv("INTERIR_POISON_OUTPUTS", "1")
-    from interir.kernels import kron
-
-    return kron
+    return triton_kernels("kron", monkeypatch)
 
 
 def check_rule(got, same_dtype, exact, magnitude, what=""):
