@@ -415,6 +415,18 @@ def explainable_attention_backward(grad_attn: torch.Tensor, x: torch.Tensor, the
 
 
 @triton.jit
+def _conv_tile(NUM_N, NUM_M, GROUPS, W, HW, BM: tl.constexpr):
+    """This program's tile of an implicit-GEMM conv grid (sample·group, pixel block, channel block; channel block
+    fastest): (channel block, sample, group, pixel offsets, their mask, pixel row, pixel column)."""
+    pid = tl.program_id(0)
+    pid_n = pid % NUM_N
+    rest = pid // NUM_N
+    pid_bg = rest // NUM_M
+    offs_m = (rest % NUM_M) * BM + tl.arange(0, BM)
+    return pid_n, pid_bg // GROUPS, pid_bg % GROUPS, offs_m, offs_m < HW, offs_m // W, offs_m % W
+
+
+@triton.jit
 def _conv_fwd_kernel(x_ptr, w_ptr, a_ptr, bias_ptr, y_ptr,
                      Cin, Cout, H, W, GROUPS, CIN_G, COUT_G, NUM_M, NUM_N, NUM_CB,
                      KS: tl.constexpr, HAS_BIAS: tl.constexpr, IS_FP32: tl.constexpr, PREC: tl.constexpr,
@@ -425,18 +437,8 @@ def _conv_fwd_kernel(x_ptr, w_ptr, a_ptr, bias_ptr, y_ptr,
     """
     KK = KS * KS
     PAD = KS // 2
-    pid = tl.program_id(0)
-    pid_n = pid % NUM_N
-    rest = pid // NUM_N
-    pid_m = rest % NUM_M
-    pid_bg = rest // NUM_M
-    bb = pid_bg // GROUPS
-    g = pid_bg % GROUPS
     HW = H * W
-    offs_m = pid_m * BM + tl.arange(0, BM)
-    m_ok = offs_m < HW
-    ph = offs_m // W
-    pw = offs_m % W
+    pid_n, bb, g, offs_m, m_ok, ph, pw = _conv_tile(NUM_N, NUM_M, GROUPS, W, HW, BM)
     offs_n = pid_n * BN + tl.arange(0, BN)
     n_ok = offs_n < COUT_G
     o_glob = g * COUT_G + offs_n
@@ -481,18 +483,8 @@ def _conv_dx_kernel(dy_ptr, w_ptr, a_ptr, dx_ptr,
     """
     KK = KS * KS
     PAD = KS // 2
-    pid = tl.program_id(0)
-    pid_n = pid % NUM_N
-    rest = pid // NUM_N
-    pid_m = rest % NUM_M
-    pid_bg = rest // NUM_M
-    bb = pid_bg // GROUPS
-    g = pid_bg % GROUPS
     HW = H * W
-    offs_m = pid_m * BM + tl.arange(0, BM)
-    m_ok = offs_m < HW
-    ph = offs_m // W
-    pw = offs_m % W
+    pid_n, bb, g, offs_m, m_ok, ph, pw = _conv_tile(NUM_N, NUM_M, GROUPS, W, HW, BM)
     offs_n = pid_n * BN + tl.arange(0, BN)  # input channel within the group
     n_ok = offs_n < CIN_G
     offs_k = tl.arange(0, BK)
