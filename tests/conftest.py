@@ -1,4 +1,5 @@
 """Shared test helpers: fresh seeds per test, and a perturbation that wakes up zero-initialised branches."""
+import importlib
 import os
 import random
 
@@ -59,11 +60,13 @@ def backend(request, monkeypatch):
 
 def triton_kernels(module: str, monkeypatch):
     """interir.kernels.<module> with NaN-poisoned outputs, or a skip naming why the triton backend is unavailable."""
-    reason = __import__("interir.ops", fromlist=["ops"]).available_backends()["triton"]
+    from interir import ops
+
+    reason = ops.available_backends()["triton"]
     if reason is not None:
         pytest.skip(f"backend 'triton' unavailable: {reason}")
     monkeypatch.setenv("INTERIR_POISON_OUTPUTS", "1")
-    return __import__(f"interir.kernels.{module}", fromlist=[module])
+    return importlib.import_module(f"interir.kernels.{module}")
 
 
 def skip_triton_half_on_cpu(backend: str) -> None:
