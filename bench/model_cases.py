@@ -1,7 +1,7 @@
 """The model benchmark cases: which networks, sizes and modes run on a device, and the calls that run them.
 
 - Networks: InterIR `paper` and the DGUNet baseline `dgunet` (smoke: `tiny` and `dgunet-tiny`).
-- Training step: forward + the project's loss (interir.train.Loss: L1 + 0.1·FFT-L1 for InterIR, DGUNet's
+- Training step: forward + the project's loss (interir.losses.TrainingLoss: L1 + 0.1·FFT-L1 for InterIR, DGUNet's
   multi-stage loss for DGUNet) + backward + gradient clipping + Adam step, with the paper recipe's settings
   (interir.config.DEFAULTS); no scheduler or EMA. bf16 = bfloat16 autocast around the forward, as
   `interir train` does with train.bf16.
@@ -25,7 +25,7 @@ from interir import ops
 from interir.config import DEFAULTS
 from interir.model.zoo import build
 from interir.profile import count_macs_all, count_macs_hooks, count_parameters
-from interir.train import Loss
+from interir.losses import TrainingLoss as Loss
 
 NETWORKS = {"interir": "paper", "dgunet": "dgunet"}
 SMOKE_PRESETS = {"interir": "tiny", "dgunet": "dgunet-tiny"}

@@ -1,15 +1,26 @@
 """Atomic file writes: write to a temporary file beside the target, then rename over it.
 
-A reader sees either the old file or the complete new one, never a partial write (and a crash leaves the
-previous file intact).
+A reader sees either the old file or the complete new one, never a partial write; a crash leaves the
+previous file intact. The new file is flushed to disk (fsync) before the rename, a replaced file keeps its
+permission bits, and a new one gets those a plain open() would give (0666 minus the umask).
+
+Temporary names are short whatever the target's name (a 255-byte file name still works) and carry the
+writer's process id, `.<start of name>.interir-tmp-<pid>-<random>.tmp`, so that `remove_stale_temporaries`
+can delete what a killed process (kill -9, power loss) left behind without touching a live writer's files.
 """
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import re
+import shutil
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator
+
+TEMP_TAG = "interir-tmp"
+_NAME_BYTES = 48  # at most this much of the target's name goes into a temporary name
+_STALE = re.compile(r"^\..*\." + TEMP_TAG + r"-(\d+)-[0-9a-f]{8}(\.tmp)?$", re.DOTALL)
 
 
 def _umask() -> int:
@@ -18,19 +29,46 @@ def _umask() -> int:
     return mask
 
 
+def temp_name(name: str, suffix: str = ".tmp") -> str:
+    """A hidden name for a temporary sibling of `name` (≤ 100 bytes; marked with this process's id)."""
+    head = name.encode("utf-8", "surrogateescape")[:_NAME_BYTES].decode("utf-8", "ignore")
+    return f".{head}.{TEMP_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it) to disk, where the platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success it is renamed to `path`, else removed."""
+    """Yield a temporary path in the target's folder; on success it is flushed and renamed to `path`, else
+    removed. The caller writes the temporary path (any writer that takes a file name)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = path.parent / temp_name(path.name)
     try:
         yield tmp
-        if tmp.exists():  # mkstemp made it 0600: give it the mode a plain open() would (or the old file's)
-            os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+        if not tmp.exists():
+            raise OSError(f"nothing was written for {path}")
+        _fsync_file(tmp)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -42,6 +80,70 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         write(tmp)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files and staging folders (named by `temp_name`) in `folder` whose writing
+    process no longer runs; returns what was removed. Anything else is left alone."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _STALE.match(p.name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+            removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str = "output folder") -> None:
+    """Raise OSError (one line) unless files can be created in `folder` or, when it does not exist yet, in
+    its nearest existing parent (which must be a folder). Creates nothing that stays."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"cannot write the {what} {folder}: {probe} is not a folder")
+    tmp = probe / temp_name("probe")
+    try:
+        with open(tmp, "xb"):
+            pass
+    except OSError as exc:
+        raise OSError(f"cannot write the {what} {folder}: {exc.strerror or exc}") from None
+    finally:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass

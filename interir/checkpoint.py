@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,10 @@ import torch
 import torch.nn as nn
 from safetensors.torch import load_file, safe_open, save_file
 
-from interir.atomic import atomic_path, atomic_write_text
+from interir.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from interir.errors import InterIRError
 from interir.model.zoo import build, model_spec
+from interir.validation import expect_int, plain_file_name
 
 FORMAT = "interir/1"
 LATEST = "latest.json"
@@ -56,20 +59,46 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as exc:
-        raise InterIRError(f"{path} is not a readable safetensors checkpoint ({exc})") from exc
+        raise InterIRError(f"{path} is not a readable safetensors checkpoint ({_reason(exc)})") from None
     if meta.get("format") != FORMAT or "model" not in meta:
         raise InterIRError(f"{path} is not an interir checkpoint (no '{FORMAT}' metadata)")
-    return {"model": json.loads(meta["model"]), "extra": json.loads(meta.get("extra", "{}"))}
+    model = _json_field(path, meta, "model")
+    extra = _json_field(path, meta, "extra") if "extra" in meta else {}
+    if not isinstance(model, dict) or not isinstance(model.get("name", ""), str) \
+            or not isinstance(model.get("preset", ""), str):
+        raise InterIRError(f"{path}: its model description is malformed (expected a mapping with a name and a "
+                           f"preset, got {str(model)[:80]!r})")
+    if not isinstance(extra, dict):
+        raise InterIRError(f"{path}: its 'extra' metadata must be a mapping, got {type(extra).__name__}")
+    return {"model": model, "extra": extra}
 
 
-def load_weights_into(model: nn.Module, path: str | os.PathLike) -> None:
-    """Load a weights file into an existing network; a mismatch says which tensors differ."""
-    state = load_file(str(path))
-    own = unwrap(model).state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
-             if k in state and state[k].shape != own[k].shape]
+def _json_field(path: Path, meta: dict, key: str) -> Any:
+    try:
+        return json.loads(meta[key])
+    except (TypeError, ValueError) as exc:
+        raise InterIRError(f"{path}: its '{key}' metadata is not valid JSON ({exc})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """{name: shape} of a safetensors file, read from its header only."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:
+        raise InterIRError(f"{path} is not a readable safetensors checkpoint ({_reason(exc)})") from None
+
+
+def _check_fits(path, file_shapes: dict[str, tuple], own_shapes: dict[str, tuple]) -> None:
+    """One-line error naming what differs between a file's tensors and a network's."""
+    missing = sorted(set(own_shapes) - set(file_shapes))
+    unexpected = sorted(set(file_shapes) - set(own_shapes))
+    wrong = [f"{k} {file_shapes[k]} vs {own_shapes[k]}" for k in own_shapes
+             if k in file_shapes and tuple(file_shapes[k]) != tuple(own_shapes[k])]
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -79,7 +108,28 @@ def load_weights_into(model: nn.Module, path: str | os.PathLike) -> None:
         if wrong:
             parts.append(f"{len(wrong)} with other shapes (e.g. {wrong[0]})")
         raise InterIRError(f"checkpoint {path} does not fit this network: " + "; ".join(parts))
-    unwrap(model).load_state_dict(state)
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file; a damaged file or one holding NaN/Inf weights is one InterIRError."""
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise InterIRError(f"checkpoint not found: {path}") from None
+    except Exception as exc:
+        raise InterIRError(f"{path} is damaged or not a safetensors file ({_reason(exc)})") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise InterIRError(f"{path} holds NaN or Inf values in {len(bad)} tensor(s) (e.g. {bad[0]}): the weights "
+                           f"are broken (a diverged training?) and would restore garbage")
+    return state
+
+
+def load_weights_into(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load a weights file into an existing network; a mismatch says which tensors differ."""
+    own = unwrap(model).state_dict()
+    _check_fits(path, tensor_shapes(path), {k: tuple(v.shape) for k, v in own.items()})
+    unwrap(model).load_state_dict(read_weights(path))
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu",
@@ -88,6 +138,8 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
 
     `path` may be a weights file or an experiment folder (its latest step, EMA weights preferred).
     `expect` (e.g. {"preset": "small"}) makes a checkpoint of another network an error naming the field.
+    The description is first built on the meta device (no memory) and compared with the file's tensors, so a
+    file whose metadata describes a bigger network than it holds is refused before anything is allocated.
     Returns (model in eval mode on `device`, metadata).
     """
     if path is None:
@@ -98,8 +150,12 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
         have = meta["model"].get(key)
         if have != want:
             raise InterIRError(f"checkpoint {path} has {key}={have!r}, expected {want!r}")
+    with torch.device("meta"):
+        skeleton = build(meta["model"])
+    _check_fits(path, tensor_shapes(path), {k: tuple(v.shape) for k, v in skeleton.state_dict().items()})
+    del skeleton
     model = build(meta["model"])
-    load_weights_into(model, path)
+    model.load_state_dict(read_weights(path))
     return model.to(device).eval(), meta
 
 
@@ -136,6 +192,9 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------ training
+_STEP_FILE = re.compile(r"^step_(\d{8})\.state\.pt$")
+
+
 class CheckpointDir:
     """Saves and finds the checkpoints of one experiment folder (see the module doc for the layout)."""
 
@@ -144,25 +203,70 @@ class CheckpointDir:
         self.keep_last = keep_last
 
     def latest(self) -> dict[str, Any] | None:
-        """{"step", "weights", "ema", "state"} of the newest complete checkpoint, or None."""
+        """{"step", "weights", "ema", "state"} of the newest complete checkpoint, or None when there is none.
+
+        latest.json is untrusted input: malformed JSON, wrong types or a file name that leaves the folder is an
+        InterIRError naming it."""
         pointer = self.root / LATEST
         if not pointer.is_file():
             return None
         try:
-            info = json.loads(pointer.read_text())
-        except json.JSONDecodeError as exc:
-            raise InterIRError(f"{pointer} is corrupt ({exc})") from exc
-        return info
+            info = json.loads(pointer.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InterIRError(f"{pointer} is corrupt ({exc})") from None
+        return self._checked(info, pointer)
+
+    @staticmethod
+    def _checked(info: Any, where: Path) -> dict[str, Any]:
+        if not isinstance(info, dict):
+            raise InterIRError(f"{where} is malformed: expected a mapping, got {type(info).__name__}")
+        try:
+            step = expect_int(f"{where}: step", info.get("step"), minimum=0)
+            out = {"step": step, "weights": plain_file_name(f"{where}: weights", info.get("weights")),
+                   "ema": None if info.get("ema") is None else plain_file_name(f"{where}: ema", info.get("ema")),
+                   "state": plain_file_name(f"{where}: state", info.get("state"))}
+        except InterIRError as exc:
+            raise InterIRError(f"{exc} (the file is malformed)") from None
+        return out
+
+    def steps(self) -> list[int]:
+        """Steps that have a training-state file in the folder, newest first."""
+        if not self.root.is_dir():
+            return []
+        found = (_STEP_FILE.match(p.name) for p in self.root.iterdir())
+        return sorted((int(m.group(1)) for m in found if m), reverse=True)
+
+    def at(self, step: int) -> dict[str, Any]:
+        """The checkpoint files of `step` (EMA weights only when the file exists)."""
+        stem = f"step_{step:08d}"
+        ema = f"{stem}.ema.safetensors"
+        return {"step": step, "weights": f"{stem}.safetensors",
+                "ema": ema if (self.root / ema).is_file() else None, "state": f"{stem}.state.pt"}
+
+    def candidates(self) -> tuple[list[dict[str, Any]], str | None]:
+        """Checkpoints to resume from, newest first: latest.json's, then every older step found in the folder.
+        Also returns why latest.json could not be used (None when it could)."""
+        problem, out = None, []
+        try:
+            latest = self.latest()
+        except InterIRError as exc:
+            latest, problem = None, str(exc)
+        if latest is not None:
+            out.append(latest)
+        newest = latest["step"] if latest is not None else None
+        out += [self.at(s) for s in self.steps() if newest is None or s < newest]
+        return out, problem
 
     def save(self, step: int, model: nn.Module, state: dict[str, Any], ema: nn.Module | None = None,
              extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Write weights, EMA weights and the training state of `step`, then point latest.json at them."""
         self.root.mkdir(parents=True, exist_ok=True)
-        stem = f"step_{step:08d}"
-        info = {"step": step, "weights": f"{stem}.safetensors", "ema": None, "state": f"{stem}.state.pt"}
+        remove_stale_temporaries(self.root)
+        info = self.at(step)
         save_weights(self.root / info["weights"], model, {**(extra or {}), "step": step})
+        info["ema"] = None
         if ema is not None:
-            info["ema"] = f"{stem}.ema.safetensors"
+            info["ema"] = f"step_{step:08d}.ema.safetensors"
             save_weights(self.root / info["ema"], ema, {**(extra or {}), "step": step, "ema": True})
         with atomic_path(self.root / info["state"]) as tmp:
             torch.save(state, tmp)
@@ -171,11 +275,27 @@ class CheckpointDir:
         return info
 
     def load_state(self, info: dict[str, Any]) -> dict[str, Any]:
-        """The training state of a checkpoint (loaded with weights_only=True: no arbitrary pickle)."""
-        return torch.load(self.root / info["state"], map_location="cpu", weights_only=True)
+        """The training state of a checkpoint, loaded with weights_only=True (tensors and plain types only).
+
+        A damaged file, or one holding other objects (which torch refuses to unpickle safely), is one
+        InterIRError; interir never loads such a file with weights_only=False."""
+        path = self.root / info["state"]
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise InterIRError(f"{path} is missing") from None
+        except pickle.UnpicklingError:
+            raise InterIRError(f"{path} holds objects other than tensors and plain values; interir does not load "
+                               f"such files (it would run arbitrary code)") from None
+        except Exception as exc:
+            raise InterIRError(f"{path} is damaged ({_reason(exc)})") from None
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int) \
+                or not isinstance(state.get("optimizer"), dict) or not isinstance(state.get("rng"), dict):
+            raise InterIRError(f"{path} is not an interir training state (step, optimizer, rng)")
+        return state
 
     def _prune(self, newest: int) -> None:
-        steps = sorted({int(p.name[5:13]) for p in self.root.glob("step_*.state.pt")})
+        steps = sorted(self.steps())
         for step in steps[: max(0, len(steps) - self.keep_last)]:
             if step == newest:
                 continue

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from interir.data.degrade import parse_combo
 from interir.errors import InterIRError
+from interir.validation import (expect_bool, expect_choice, expect_float, expect_int, expect_mapping, expect_str,
+                                relative_inside)
 
 # The paper recipe (SPEC §5); YAML files override any of it.
 DEFAULTS: dict[str, Any] = {
@@ -61,14 +65,20 @@ DEFAULTS: dict[str, Any] = {
 
 # sections whose keys are free-form (model options depend on the model; val may be None)
 _OPEN = {("model",), ("datasets", "val")}
+_NULLABLE = {("datasets", "val")}  # sections that may be null
 
 
 def _merge(base: dict, update: dict, where: tuple = ()) -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
         path = where + (key,)
+        if not isinstance(key, str):
+            raise InterIRError(f"config keys must be names, got {key!r} in '{'.'.join(where) or 'the top level'}'")
         if key not in base and where not in _OPEN:
             raise InterIRError(f"unknown config key '{'.'.join(path)}'")
+        if isinstance(base.get(key), dict) and not isinstance(value, dict) and path not in _NULLABLE:
+            raise InterIRError(f"config key '{'.'.join(path)}' is a section: give it a mapping of keys, "
+                               f"got {value!r}")
         if isinstance(value, dict) and isinstance(base.get(key), dict) and path not in _OPEN:
             out[key] = _merge(base[key], value, path)
         elif isinstance(value, dict) and isinstance(base.get(key), dict):
@@ -88,7 +98,14 @@ def apply_override(cfg: dict, assignment: str) -> dict:
     node = update
     for key in keys[:-1]:
         node = node.setdefault(key, {})
-    node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    if not all(k.strip() for k in keys):
+        raise InterIRError(f"override {assignment!r}: the key {dotted!r} has an empty part")
+    try:
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise InterIRError(f"override of '{dotted.strip()}': the value {raw!r} is not valid YAML ({problem}); "
+                           f"quote it if it is text") from None
     return _merge(cfg, update)
 
 
@@ -110,9 +127,82 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
         base_dir = path.parent
     for assignment in overrides or []:
         cfg = apply_override(cfg, assignment)
+    cfg = validate_config(cfg)
     for section in ("train", "val"):
         ds = cfg["datasets"].get(section)
         if ds and ds.get("root") and not os.path.isabs(os.path.expanduser(str(ds["root"]))):
             candidate = base_dir / str(ds["root"])
             ds["root"] = str(candidate if candidate.exists() else Path(str(ds["root"])))
+    return cfg
+
+
+def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Check the type and range of every key (one InterIRError line naming the first bad one) and return the
+    config with numbers normalised (e.g. lr "1e-4", which YAML 1.1 reads as text, becomes 1e-4). Model options
+    are checked by the model's own config class when the network is built."""
+    cfg = copy.deepcopy(cfg)
+    relative_inside("name", cfg["name"])
+    cfg["seed"] = expect_int("seed", cfg["seed"], minimum=0)
+    device = expect_str("device", cfg["device"])
+    if device not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", device):
+        raise InterIRError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    expect_choice("backend", cfg["backend"], ("auto", "reference", "triton", "cuda"))
+    model = expect_mapping("model", cfg["model"])
+    expect_str("model.name", model.get("name", "interir"))
+    expect_str("model.preset", model.get("preset", "paper"))
+
+    d = expect_mapping("datasets.train", cfg["datasets"]["train"])
+    expect_choice("datasets.train.type", d["type"], ("mdir", "paired"))
+    expect_str("datasets.train.root", d["root"], allow_none=True)
+    if d["patch_size"] is not None:
+        d["patch_size"] = expect_int("datasets.train.patch_size", d["patch_size"], minimum=1)
+    d["batch_size_per_gpu"] = expect_int("datasets.train.batch_size_per_gpu", d["batch_size_per_gpu"], minimum=1)
+    d["num_workers"] = expect_int("datasets.train.num_workers", d["num_workers"], minimum=0)
+    expect_bool("datasets.train.flips", d["flips"])
+    if d["combos"] is not None:
+        if not isinstance(d["combos"], list) or not d["combos"]:
+            raise InterIRError(f"datasets.train.combos must be a non-empty list such as [H+R+N, N] or null, "
+                               f"got {d['combos']!r}")
+        d["combos"] = [parse_combo(expect_str("datasets.train.combos", c)) for c in d["combos"]]
+    d["repeat"] = expect_int("datasets.train.repeat", d["repeat"], minimum=1)
+    expect_choice("datasets.train.size_mismatch", d["size_mismatch"], ("error", "crop"))
+    expect_bool("datasets.train.cache", d["cache"])
+    val = expect_mapping("datasets.val", cfg["datasets"].get("val"), allow_none=True)
+    if val is not None:
+        unknown = sorted(set(val) - {"type", "root", "max_images", "y_channel"})
+        if unknown:
+            raise InterIRError(f"unknown config key 'datasets.val.{unknown[0]}' (keys: root, max_images, y_channel)")
+        expect_str("datasets.val.root", val.get("root"))
+        if val.get("max_images") is not None:
+            val["max_images"] = expect_int("datasets.val.max_images", val["max_images"], minimum=1)
+        expect_bool("datasets.val.y_channel", val.get("y_channel", False))
+
+    t = cfg["train"]
+    t["total_iter"] = expect_int("train.total_iter", t["total_iter"], minimum=1)
+    o = expect_mapping("train.optim", t["optim"])
+    expect_choice("train.optim.type", o.get("type", "Adam"), ("Adam", "AdamW"))
+    o["lr"] = expect_float("train.optim.lr", o["lr"], minimum=0)
+    betas = o["betas"]
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+        raise InterIRError(f"train.optim.betas must be a list of two numbers in [0, 1), got {betas!r}")
+    o["betas"] = [expect_float("train.optim.betas", b, minimum=0, maximum=1, open_max=True) for b in betas]
+    o["weight_decay"] = expect_float("train.optim.weight_decay", o.get("weight_decay", 0.0), minimum=0)
+    sch = expect_mapping("train.scheduler", t["scheduler"])
+    expect_choice("train.scheduler.type", sch["type"], ("cosine", "constant"))
+    sch["eta_min"] = expect_float("train.scheduler.eta_min", sch.get("eta_min", 1e-6), minimum=0)
+    loss = expect_mapping("train.loss", t["loss"])
+    expect_choice("train.loss.type", loss.get("type", "auto"), ("auto", "l1_fft", "dgunet"))
+    for key in ("l1", "fft"):
+        loss[key] = expect_float(f"train.loss.{key}", loss.get(key, 0.0), minimum=0)
+    t["grad_clip"] = expect_float("train.grad_clip", t["grad_clip"], minimum=0)
+    t["ema_decay"] = expect_float("train.ema_decay", t["ema_decay"], minimum=0, maximum=1, open_max=True)
+    expect_bool("train.bf16", t["bf16"])
+    expect_bool("train.compile", t["compile"])
+
+    lg = cfg["logger"]
+    for key in ("print_freq", "save_checkpoint_freq", "val_freq", "keep_checkpoints"):
+        lg[key] = expect_int(f"logger.{key}", lg[key], minimum=1)
+    expect_bool("logger.tensorboard", lg["tensorboard"])
+    expect_str("path.experiments_root", cfg["path"]["experiments_root"])
+    expect_str("path.pretrained", cfg["path"]["pretrained"], allow_none=True)
     return cfg

@@ -12,8 +12,6 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
 from interir.errors import InterIRError
 
 BUNDLED_PHOTO = Path(__file__).parent / "assets" / "demo.png"
@@ -68,18 +66,51 @@ def demo_figure(ex, degraded, clean, metrics, combo: str):
     return fig.vstack(rows)
 
 
+_MARK = ("Software", "interir demo")  # a PNG text chunk that marks the demo's own pictures
+
+
+def is_demo_picture(path: Path) -> bool:
+    """Whether `path` is a PNG that `interir demo` wrote (so a rerun may replace it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.format == "PNG" and im.info.get(_MARK[0]) == _MARK[1]
+    except Exception:
+        return False
+
+
+def write_demo_picture(path: Path, picture) -> None:
+    """Save atomically; PNGs carry the demo's mark."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from interir.atomic import atomic_path
+    from interir.data.imageio import write_image
+
+    if path.suffix.lower() != ".png":
+        write_image(path, picture.convert("RGB"))
+        return
+    info = PngInfo()
+    info.add_text(*_MARK)
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG", pnginfo=info, optimize=True)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=None, help="a clean photo to degrade (default: the bundled one)")
     parser.add_argument("--combo", default="H+R+N", help="degradations: H+R+N, H+R, H+N, R+N, H, R or N")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradation levels and patterns")
     parser.add_argument("--checkpoint", "-c", default=None, help="weights (default: the shipped small model)")
     parser.add_argument("--max-size", type=int, default=256, help="longer side the photo is resized to")
-    parser.add_argument("-o", "--output", default="interir_demo.png", help="the picture to write")
+    parser.add_argument("-o", "--output", default="interir_demo.png",
+                        help="the picture to write (a picture an earlier demo wrote is replaced; any other file "
+                             "only with --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output picture")
 
 
 def run(args: argparse.Namespace) -> int:
-    from interir.data.imageio import write_image
+    from interir.atomic import check_writable_folder
+    from interir.data.imageio import IMAGE_EXTENSIONS
 
     image = Path(args.image) if args.image else BUNDLED_PHOTO
     if not image.is_file():
@@ -87,10 +118,14 @@ def run(args: argparse.Namespace) -> int:
     if args.max_size < 16:
         raise InterIRError("--max-size must be at least 16")
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise InterIRError(f"{out} exists; pass --overwrite or choose another -o")
-    if out.resolve() == image.resolve():
+    if out.exists() and out.resolve() == image.resolve():
         raise InterIRError("the output picture would replace the input photo; choose another -o")
+    if out.exists() and not args.overwrite and not is_demo_picture(out):
+        raise InterIRError(f"{out} exists and is not a picture an earlier `interir demo` wrote; pass --overwrite "
+                           f"or choose another -o")
+    if out.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise InterIRError(f"-o {out}: use an image extension ({', '.join(IMAGE_EXTENSIONS)})")
+    check_writable_folder(out.parent, "folder of the picture")
     ex, degraded, clean, m, seconds = run_demo(image, args.combo, args.seed, args.checkpoint, args.max_size)
     h, w = clean.shape[-2:]
     print(f"{image.name} ({w}×{h}) degraded with {args.combo} (haze {m['levels']['haze']:g}, "
@@ -98,6 +133,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"  degraded   PSNR {m['psnr_in']:6.2f} dB   SSIM {m['ssim_in']:.4f}")
     print(f"  restored   PSNR {m['psnr_out']:6.2f} dB   SSIM {m['ssim_out']:.4f}   "
           f"({m['psnr_out'] - m['psnr_in']:+.2f} dB, {seconds:.2f} s on CPU)")
-    write_image(out, demo_figure(ex, degraded, clean, m, args.combo))
+    write_demo_picture(out, demo_figure(ex, degraded, clean, m, args.combo))
     print(f"wrote {out}")
     return 0

@@ -22,8 +22,10 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from interir.atomic import atomic_write_text
+from interir.atomic import atomic_write_text, check_writable_folder
+from interir.devices import resolve_device
 from interir.errors import InterIRError
+from interir.model.inputs import check_finite_output
 
 
 def load_eval_sets(root: str | Path) -> dict[str, Dataset]:
@@ -38,32 +40,21 @@ def load_eval_sets(root: str | Path) -> dict[str, Dataset]:
     return {root.name: PairedFolderDataset(root)}
 
 
-def _resolve_device(choice: str) -> torch.device:
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise InterIRError("device 'cuda' requested but no CUDA GPU is available")
-    if choice not in ("cpu", "cuda"):
-        raise InterIRError(f"device must be auto, cpu or cuda, got {choice!r}")
-    return torch.device(choice)
-
-
 @torch.no_grad()
 def evaluate_sets(model: nn.Module, sets: dict[str, Dataset], device: torch.device | str = "cpu", *,
                   y_channel: bool = False, crop_border: int = 0, max_images: int | None = None,
                   progress: bool = True) -> list[dict[str, Any]]:
     """One row per set {name, images, psnr_input, ssim_input, psnr, ssim} and a final 'average' row
     (the mean of the set rows, as the paper's Table 1 averages its seven test sets)."""
-    from tqdm import tqdm
-
     from interir.metrics import psnr, ssim
+    from interir.progress import progress as show_progress
 
     device = torch.device(device)
     was_training = model.training
     model.eval()
     rows = []
     total = sum(min(len(ds), max_images or len(ds)) for ds in sets.values())
-    bar = tqdm(total=total, desc="eval", unit="img", disable=not progress)
+    bar = show_progress(total=total, desc="eval", unit="img", enabled=progress)
     try:
         for name, ds in sets.items():
             n = min(len(ds), max_images or len(ds))
@@ -71,7 +62,7 @@ def evaluate_sets(model: nn.Module, sets: dict[str, Dataset], device: torch.devi
             for i in range(n):
                 item = ds[i]
                 degraded, clean = item["input"], item["target"]
-                restored = model(degraded[None].to(device)).float().cpu()[0].clamp(0, 1)
+                restored = check_finite_output(model(degraded[None].to(device)).float().cpu()[0]).clamp(0, 1)
                 kw = dict(crop_border=crop_border, test_y_channel=y_channel)
                 sums["psnr_input"] += psnr(degraded, clean, **kw)
                 sums["ssim_input"] += ssim(degraded, clean, **kw)
@@ -98,6 +89,9 @@ def format_table(rows: list[dict[str, Any]], colour_space: str) -> str:
     return "\n".join(lines)
 
 
+RESULT_FILES = ("results.csv", "results.json")
+
+
 def save_results(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -121,6 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-images", type=int, default=None, help="at most this many images per set")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.add_argument("--out", default=None, help="folder for results.csv/json (default eval_<checkpoint name>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,7 +123,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.crop_border < 0 or (args.max_images is not None and args.max_images < 1):
         raise InterIRError("--crop-border must be ≥ 0 and --max-images ≥ 1")
-    device = _resolve_device(args.device)
+    name = Path(args.checkpoint).stem if args.checkpoint else "shipped"
+    out = Path(args.out or f"eval_{name}")
+    earlier = [out / f for f in RESULT_FILES if (out / f).exists()]
+    if earlier and not args.overwrite:
+        raise InterIRError(f"{earlier[0]} exists from an earlier evaluation; pass --overwrite to replace it, or "
+                           f"choose another --out")
+    check_writable_folder(out, "results folder")
+    device = resolve_device(args.device)
     model, meta = load_model(args.checkpoint, device)
     with tempfile.TemporaryDirectory(prefix="interir-eval-") as tmp:
         if args.synthetic:
@@ -144,8 +146,6 @@ def run(args: argparse.Namespace) -> int:
                              max_images=args.max_images)
     space = "Y" if args.y_channel else "RGB"
     print(format_table(rows, space))
-    name = Path(args.checkpoint).stem if args.checkpoint else "shipped"
-    out = Path(args.out or f"eval_{name}")
     save_results(out, rows, {"checkpoint": str(args.checkpoint or "shipped"), "model": meta["model"],
                              "data": args.data or f"synthetic:{args.synthetic}:seed{args.seed}",
                              "colour_space": space, "crop_border": args.crop_border})

@@ -1,6 +1,6 @@
 """`interir explain`: what the network does to one image, as PNG figures and a self-contained HTML page.
 
-    interir explain CHECKPOINT IMAGE -o OUTDIR [--device auto] [--max-size 512] [--overwrite]
+    interir explain [CHECKPOINT] IMAGE -o OUTDIR [--device auto] [--max-size 512] [--overwrite]
                     [--tsne SYNTH_SET [--tsne-size 256] [--tsne-limit N] [--perplexity 30] [--seed 0]]
 
 OUTDIR receives (N = the number of IPBlocks; K = N + 1 stages):
@@ -33,8 +33,8 @@ import html
 import io
 import json
 import os
+import re
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from interir.atomic import check_writable_folder, remove_stale_temporaries, temp_name
 from interir.errors import InterIRError
+from interir.model.inputs import check_finite_output
 
 EXPLAIN_JSON = "explain.json"
 
@@ -120,6 +122,7 @@ def explain_image(model, image: Tensor, device: torch.device | str = "cpu") -> E
         model.record_explanations(True)
     try:
         out, stages = model(image[None].to(device), return_stages=True)
+        check_finite_output(out)
         blocks: dict[str, BlockView] = {}
         for name, mod in convs:
             if mod.last_attention is None or mod.last_mask is None:
@@ -173,17 +176,16 @@ def attention_embedding(model) -> Tensor:
 def embed_testset(model, folder: str | os.PathLike, device="cpu", size: int = 256, limit: int | None = None,
                   progress: bool = True) -> tuple[Tensor, list[str], list[str]]:
     """Embed every degraded image of an `interir synth` test set: (n×d features, combinations, names)."""
-    from tqdm import tqdm
-
     from interir.data.datasets import load_synthetic_testset
     from interir.data.imageio import read_image
+    from interir.progress import progress as show_progress
 
     sets = load_synthetic_testset(folder)
     items = [(combo, ds, i) for combo, ds in sets.items() for i in range(min(len(ds), limit or len(ds)))]
     feats, combos, names = [], [], []
     model.record_explanations(True)
     try:
-        for combo, ds, i in tqdm(items, desc="embed", unit="img", disable=None if progress else True):
+        for combo, ds, i in show_progress(items, desc="embed", unit="img", enabled=progress):
             inp, _ = ds.pairs[i]
             x = resize_max(read_image(inp), size)
             model(x[None].to(device))
@@ -269,11 +271,17 @@ def step_figure(ex: Explanation):
 # ------------------------------------------------------------------------------------------ output dir
 
 
+# The only names `explain` ever writes; --overwrite removes an earlier run's files only if they match.
+_OWN_FILES = re.compile(r"(index\.html|explain\.json|input\.png|restored\.png|stages\.png|stage_\d{2,}\.png|"
+                        r"step_sizes\.png|(masks|attention)_[A-Za-z0-9_]+\.png|tsne\.png|tsne\.csv)")
+
+
 class OutputDir:
     """Collects files in a private staging folder beside the target and moves them in at the end, so an
-    interrupted run leaves the target as it was. A non-empty target is refused unless overwrite is set;
-    then files a previous `explain` listed in its explain.json are removed and the new ones moved in
-    (index.html last). Other files in the target are left alone."""
+    interrupted run leaves the target as it was (a killed run's staging folder is removed by the next run).
+    A non-empty target is refused unless overwrite is set; then the files of the previous `explain` are
+    replaced: those its explain.json lists that carry a name `explain` writes (the list is not trusted any
+    further), and the new ones are moved in (index.html last). Every other file in the target stays."""
 
     def __init__(self, target: str | os.PathLike, overwrite: bool):
         self.target = Path(target)
@@ -281,8 +289,10 @@ class OutputDir:
             raise InterIRError(f"output {self.target} exists and is not a folder")
         if self.target.is_dir() and any(self.target.iterdir()) and not overwrite:
             raise InterIRError(f"output folder {self.target} is not empty; use --overwrite to replace its figures")
+        check_writable_folder(self.target.parent if not self.target.exists() else self.target)
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = self.target.parent / f".{self.target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        remove_stale_temporaries(self.target.parent)
+        self.staging = self.target.parent / temp_name(self.target.name, suffix="")
         self.staging.mkdir()
         self.files: list[str] = []
 
@@ -304,18 +314,25 @@ class OutputDir:
             self.target.rmdir()
             os.rename(self.staging, self.target)
             return
-        old = self.target / EXPLAIN_JSON
-        if old.is_file():
-            try:
-                previous = json.loads(old.read_text(encoding="utf-8")).get("files", [])
-            except (ValueError, AttributeError):
-                previous = []
-            for name in previous:
-                if isinstance(name, str) and "/" not in name and name not in self.files:
-                    (self.target / name).unlink(missing_ok=True)
+        for name in self.previous_files():
+            if name not in self.files:
+                (self.target / name).unlink(missing_ok=True)
         for name in sorted(self.files, key=lambda n: n == "index.html"):
             os.replace(self.staging / name, self.target / name)
         shutil.rmtree(self.staging, ignore_errors=True)
+
+    def previous_files(self) -> list[str]:
+        """Files of the previous run in the target: listed in its explain.json AND named as explain names its
+        files AND plain files directly in the target. Anything else the list names is ignored."""
+        old = self.target / EXPLAIN_JSON
+        try:
+            listed = json.loads(old.read_text(encoding="utf-8")).get("files", [])
+        except (OSError, ValueError, AttributeError):
+            return []
+        if not isinstance(listed, list):
+            return []
+        return [name for name in listed if isinstance(name, str) and _OWN_FILES.fullmatch(name)
+                and (self.target / name).is_file() and not (self.target / name).is_symlink()]
 
     def abort(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -404,8 +421,11 @@ def build_html(ex: Explanation, info: dict, tsne_info: dict | None) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="weights (.safetensors) or an experiment folder")
-    parser.add_argument("image", help="the image to explain (PNG, JPEG, TIFF, ...)")
+    parser.add_argument("paths", nargs="+", metavar="[CHECKPOINT] IMAGE",
+                        help="the image to explain (PNG, JPEG, TIFF, ...), after the weights (.safetensors) or "
+                             "experiment folder to explain it with (default: the shipped small model)")
+    parser.add_argument("-c", "--checkpoint", default=None,
+                        help="weights or experiment folder (instead of giving it before the image)")
     parser.add_argument("-o", "--output", metavar="OUTDIR", help="folder for the figures and index.html (required)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--max-size", type=int, default=512,
@@ -423,10 +443,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from interir.checkpoint import load_model, resolve_weights
+    from interir.checkpoint import load_model, resolve_weights, shipped_checkpoint
     from interir.data.imageio import load_image
-    from interir.infer import resolve_device
+    from interir.devices import resolve_device
 
+    if len(args.paths) > 2 or (len(args.paths) == 2 and args.checkpoint):
+        raise InterIRError("give one image, after at most one checkpoint: interir explain [CHECKPOINT] IMAGE -o OUTDIR")
+    checkpoint, image = (args.paths if len(args.paths) == 2 else (args.checkpoint, args.paths[0]))
     if not args.output:
         raise InterIRError("give an output folder with -o OUTDIR")
     if args.max_size < 0 or 0 < args.max_size < 16:
@@ -437,8 +460,8 @@ def run(args: argparse.Namespace) -> int:
         raise InterIRError(f"--tsne-limit must be ≥ 0, got {args.tsne_limit}")
     if args.perplexity <= 0:
         raise InterIRError(f"--perplexity must be positive, got {args.perplexity}")
-    ckpt = resolve_weights(args.checkpoint)  # a missing checkpoint is reported before anything else
-    img_path = Path(args.image)
+    ckpt = resolve_weights(checkpoint) if checkpoint else shipped_checkpoint()  # reported before any work
+    img_path = Path(image)
     if not img_path.is_file():
         raise InterIRError(f"image not found: {img_path}")
     if args.tsne:

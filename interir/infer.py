@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from interir.atomic import check_writable_folder, remove_stale_temporaries
 from interir.data.imageio import IMAGE_EXTENSIONS, list_images, load_image, natural_key, quantize, write_image
+from interir.devices import resolve_device
 from interir.errors import InterIRError
+from interir.progress import progress as show_progress
+from interir.progress import say
+from interir.model.inputs import check_finite_output
 from interir.tiling import restore_tiled
 
 DEFAULT_TILE = 1024  # images up to 1024×1024 run in one piece (exact); larger ones are tiled
@@ -36,25 +39,6 @@ EIGHT_BIT_ONLY = {".jpg", ".jpeg", ".bmp", ".webp"}  # formats without a 16-bit 
 
 
 # ------------------------------------------------------------------------------------------ Python API
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """'auto' → cuda when available, else cpu; 'cpu', 'cuda', 'cuda:N' as given (checked)."""
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise InterIRError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InterIRError("--device cuda was asked for but CUDA is not available here; use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InterIRError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type != "cpu":
-        raise InterIRError(f"unsupported device {name!r}; use auto, cpu, cuda or cuda:N")
-    return dev
 
 
 def check_tiling(tile: int, overlap: int, multiple: int = 4) -> None:
@@ -84,7 +68,8 @@ def restore_image(model, img: torch.Tensor, tile: int = DEFAULT_TILE, overlap: i
     alpha = img[-1:] if c in (2, 4) else None
     rgb = img[:1].expand(3, -1, -1) if grey else img[:3]
     out = restore_tiled(model, rgb[None].float().contiguous(), tile, overlap, device=device,
-                        progress=progress)[0].clamp_(0, 1)
+                        progress=progress)[0]
+    out = check_finite_output(out).clamp_(0, 1)
     if grey:
         w = torch.tensor(LUMA_BT601, dtype=out.dtype).view(3, 1, 1)
         out = (out * w).sum(0, keepdim=True).clamp_(0, 1)
@@ -192,25 +177,20 @@ def plan_outputs(jobs: list[Job], out: Path | None, suffix: str, in_place: bool)
         if key in seen:
             raise InterIRError(f"two inputs would be written to the same output {j.dst}: {seen[key]} and {j.src}")
         seen[key] = j.src
-        if in_place:
+        if not j.dst.exists():
             continue
-        if j.dst.exists():
-            st = j.dst.stat()
-            hit = inputs.get((st.st_dev, st.st_ino))
-            if hit is not None:
-                raise InterIRError(f"output {j.dst} would overwrite the input {hit}; choose another -o folder "
-                                   f"or a --suffix (--in-place replaces inputs on purpose)")
-
-
-def _say(message: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(" ".join(message.split()), file=sys.stderr)
+        st = j.dst.stat()
+        hit = inputs.get((st.st_dev, st.st_ino))
+        if hit is None or (in_place and hit == j.src and not suffix):
+            continue  # --in-place without --suffix replaces each input by its own restoration, on purpose
+        if in_place:
+            raise InterIRError(f"the restoration of {j.src} would be written to {j.dst}, which is another input "
+                               f"of this run; choose another --suffix (nothing was restored)")
+        raise InterIRError(f"output {j.dst} would overwrite the input {hit}; choose another -o folder "
+                           f"or a --suffix (--in-place replaces inputs on purpose)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from interir.checkpoint import load_model
     from interir.tiling import model_multiple
 
@@ -227,13 +207,17 @@ def run(args: argparse.Namespace) -> int:
         raise InterIRError(f"no images found in {', '.join(args.inputs)}"
                            + ("" if args.recursive else " (use --recursive for sub-folders)"))
     plan_outputs(jobs, out, args.suffix, args.in_place)
+    for folder in sorted({job.dst.parent for job in jobs}) if out is None else [out]:
+        check_writable_folder(folder)
     device = resolve_device(args.device)
     model, _ = load_model(args.checkpoint, device)
     check_tiling(args.tile, args.overlap, model_multiple(model))
     bits = None if args.bits == "auto" else int(args.bits)
 
+    for folder in {job.dst.parent for job in jobs}:
+        remove_stale_temporaries(folder)  # what an earlier, killed run left behind
     done, skipped, failed, fell_back = 0, 0, [], False
-    bar = tqdm(jobs, desc="restore", unit="img", disable=True if args.quiet else None)
+    bar = show_progress(jobs, desc="restore", unit="img", enabled=not args.quiet)
     for job in bar:
         exists = job.dst.exists() and not (args.in_place and not args.suffix)
         if exists and args.skip_existing:
@@ -241,12 +225,12 @@ def run(args: argparse.Namespace) -> int:
             continue
         if exists and not args.overwrite:
             failed.append(job.src)
-            _say(f"interir restore: {job.src}: output {job.dst} exists; not replaced (use --overwrite, "
+            say(f"interir restore: {job.src}: output {job.dst} exists; not replaced (use --overwrite, "
                  f"or --skip-existing)")
             continue
         if job.src.suffix.lower() not in IMAGE_EXTENSIONS:
             failed.append(job.src)
-            _say(f"interir restore: {job.src}: unsupported file type {job.src.suffix or '(no extension)'!r}, "
+            say(f"interir restore: {job.src}: unsupported file type {job.src.suffix or '(no extension)'!r}, "
                  f"skipped (supported: {', '.join(IMAGE_EXTENSIONS)})")
             continue
         try:
@@ -259,11 +243,11 @@ def run(args: argparse.Namespace) -> int:
                 raise
             failed.append(job.src)
             msg = " ".join(str(exc).split()) or type(exc).__name__
-            _say(f"interir restore: {msg} (skipped)" if str(job.src) in msg
+            say(f"interir restore: {msg} (skipped)" if str(job.src) in msg
                  else f"interir restore: {job.src}: {msg} (skipped)")
     bar.close()
     if fell_back:
-        _say("interir restore: note: JPEG/BMP/WebP have no 16-bit mode; those outputs were written 8-bit")
+        say("interir restore: note: JPEG/BMP/WebP have no 16-bit mode; those outputs were written 8-bit")
     parts = [f"restored {done} of {len(jobs)} image(s) " + (f"into {out}" if out is not None else "in place")]
     if skipped:
         parts.append(f"{skipped} skipped (output exists)")

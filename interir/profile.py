@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -170,8 +171,21 @@ def environment() -> dict:
         "triton": triton_version,
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpu_threads": torch.get_num_threads(),
-        "backends": {k: (v or "available") for k, v in ops.available_backends().items()},
+        "backends": {k: backend_status(k, v) for k, v in ops.available_backends().items()},
     }
+
+
+def backend_status(name: str, reason: str | None) -> str:
+    """What a backend can do on this machine, in words (`interir info`)."""
+    if reason:
+        return f"unavailable ({reason})"
+    if name == "reference" or torch.cuda.is_available():
+        return "available"
+    if name == "triton" and os.environ.get("TRITON_INTERPRET") == "1":
+        return "CPU tensors through the Triton interpreter only (TRITON_INTERPRET=1: slow, for tests)"
+    if name == "cuda" and os.environ.get("INTERIR_CUDA_EMULATE") == "1":
+        return "CPU tensors through the CUDA host emulation only (INTERIR_CUDA_EMULATE=1: slow, for tests)"
+    return "installed, but no CUDA GPU here (these kernels run on NVIDIA GPUs; the reference backend runs here)"
 
 
 # ------------------------------------------------------------------------------------------------ CLI
@@ -209,9 +223,11 @@ def run(args: argparse.Namespace) -> int:
     if "cpu_latency" in report:
         lat = report["cpu_latency"]
         print(f"  CPU latency           {lat['median_s'] * 1e3:.1f} ms median of {args.repeats} "
-              f"(min {lat['min_s'] * 1e3:.1f} ms, {lat['threads']} threads)")
+              f"(min {lat['min_s'] * 1e3:.1f} ms, {lat['threads']} thread{'s' if lat['threads'] != 1 else ''})")
     print(f"  torch {env['torch']}, triton {env['triton']}, GPU {env['cuda_device']}")
-    print("  backends: " + ", ".join(f"{k}: {v}" for k, v in env["backends"].items()))
+    print("  backends:")
+    for name, status in env["backends"].items():
+        print(f"    {name:<10} {status}")
     if args.json:
         from interir.atomic import atomic_write_text
 

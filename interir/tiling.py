@@ -134,11 +134,10 @@ def restore_tiled(model: Callable[[Tensor], Tensor], image: Tensor, tile: int = 
     wy, wx = _axis_weights(hp, ys, tile, overlap), _axis_weights(wp, xs, tile, overlap)
     acc_dtype = torch.promote_types(image.dtype, torch.float32)
     out = torch.zeros(x.shape, dtype=acc_dtype, device=image.device)
-    bar = None
-    if progress and len(ys) * len(xs) > 1:
-        from tqdm import tqdm
+    from interir.progress import progress as show_progress
 
-        bar = tqdm(total=len(ys) * len(xs), desc=desc, unit="tile", leave=False, disable=None)
+    bar = show_progress(total=len(ys) * len(xs), desc=desc, unit="tile", leave=False,
+                        enabled=progress and len(ys) * len(xs) > 1)
     try:
         for y0, py in zip(ys, wy):
             for x0, px in zip(xs, wx):
@@ -150,9 +149,7 @@ def restore_tiled(model: Callable[[Tensor], Tensor], image: Tensor, tile: int = 
                                      f"{tuple(patch.shape)}")
                 weight = (py[:, None] * px[None, :]).to(acc_dtype)
                 out[..., y0:y0 + th, x0:x0 + tw] += y * weight
-                if bar is not None:
-                    bar.update(1)
+                bar.update(1)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return out[..., :h, :w].to(image.dtype)

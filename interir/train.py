@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+from dataclasses import dataclass
 import json
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,11 +29,15 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from interir import ops
-from interir.atomic import atomic_write_text
-from interir.checkpoint import CheckpointDir, unwrap
-from interir.config import load_config
+from interir.atomic import atomic_write_text, remove_stale_temporaries
+from interir.checkpoint import CheckpointDir, load_weights_into, resolve_weights, unwrap
+from interir.config import load_config, validate_config
+from interir.devices import resolve_device
 from interir.errors import InterIRError
+from interir.losses import TrainingLoss
 from interir.model.zoo import build, model_spec
+from interir.progress import progress as show_progress
+from interir.progress import say
 
 
 # ------------------------------------------------------------------------------------------- data order
@@ -120,46 +124,6 @@ class EMA:
                 value.copy_(src[name])
 
 
-class Loss:
-    """The training loss: `l1_fft` = l1·mean|Î − I| + fft·FFT-L1 (SPEC §3), or DGUNet's multi-stage loss
-    (Charbonnier + 0.05·edge on every stage's output); `auto` picks the model's own."""
-
-    def __init__(self, cfg: dict[str, Any], model_name: str):
-        self.kind = cfg.get("type", "auto")
-        if self.kind == "auto":
-            self.kind = "dgunet" if model_name == "dgunet" else "l1_fft"
-        if self.kind not in ("l1_fft", "dgunet"):
-            raise InterIRError(f"train.loss.type must be 'auto', 'l1_fft' or 'dgunet', got {self.kind!r}")
-        if self.kind == "dgunet" and model_name != "dgunet":
-            raise InterIRError("train.loss.type 'dgunet' needs model.name: dgunet")
-        self.l1, self.fft = float(cfg.get("l1", 1.0)), float(cfg.get("fft", 0.1))
-        self.needs_stages = self.kind == "dgunet"
-
-    def __call__(self, output, target: torch.Tensor) -> torch.Tensor:
-        if self.kind == "dgunet":
-            from interir.model.dgunet import dgunet_loss
-
-            return dgunet_loss(output[1], target)
-        pred = output.float()
-        loss = self.l1 * (pred - target).abs().mean()
-        if self.fft:
-            loss = loss + self.fft * ops.fft_l1_loss(pred, target)
-        return loss
-
-
-def _device(choice: str, local_rank: int) -> torch.device:
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
-        if not torch.cuda.is_available():
-            raise InterIRError("device 'cuda' requested but no CUDA GPU is available")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    if choice != "cpu":
-        raise InterIRError(f"device must be auto, cpu or cuda, got {choice!r}")
-    return torch.device("cpu")
-
-
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
     if torch.cuda.is_available():
@@ -187,7 +151,9 @@ class TextLog:
 
                 self.tb = SummaryWriter(str(folder / "tb"))
             except ImportError:
-                self.line("tensorboard is not installed: logging to train.log only (pip install tensorboard)")
+                note = "tensorboard is not installed: logging to train.log only (pip install tensorboard)"
+                self.line(note)
+                say(f"interir train: {note}")
 
     def line(self, text: str) -> None:
         if self.file:
@@ -206,159 +172,252 @@ class TextLog:
             self.tb.close()
 
 
-# ------------------------------------------------------------------------------------------- trainer
-def train(cfg: dict[str, Any], resume: bool = False, progress: bool = True,
-          stop_at: int | None = None) -> dict[str, Any]:
-    """Run the experiment `cfg` (see interir.config.DEFAULTS).
+# ------------------------------------------------------------------------------------------- schedule
+def learning_rate(step: int, cfg: dict[str, Any]) -> float:
+    """The learning rate of step `step` (0-based) as a pure function of the step and the config, so that
+    a resumed run, or one whose train.total_iter was raised, follows the schedule the config describes.
 
-    Returns {"steps", "losses" (this run's, one per step), "folder", "model", "ema"}. `stop_at` ends the run
-    at that step (saving a checkpoint there) without changing the schedule, as an interruption would.
-    Under torchrun (WORLD_SIZE > 1) every rank calls this; rank 0 logs and saves.
+    cosine: eta_min + (lr − eta_min)·(1 + cos(π·step/total))/2 (SGDR without restarts); constant: lr.
     """
+    t = cfg["train"]
+    base, sched = float(t["optim"]["lr"]), t["scheduler"]
+    if sched["type"] == "constant":
+        return base
+    total = max(int(t["total_iter"]), 1)
+    eta_min = float(sched.get("eta_min", 1e-6))
+    return eta_min + (base - eta_min) * (1 + math.cos(math.pi * min(step, total) / total)) / 2
+
+
+def _saved_total(state: dict[str, Any]) -> int | None:
+    """train.total_iter a checkpoint was made for (this version's record, or an older CosineAnnealingLR's T_max)."""
+    sched = state.get("scheduler")
+    if isinstance(sched, dict):
+        for key in ("total_iter", "T_max"):
+            if isinstance(sched.get(key), int):
+                return sched[key]
+    return None
+
+
+# ------------------------------------------------------------------------------------------- trainer
+@dataclass
+class Run:
+    """Everything one training process holds (set up by `setup`)."""
+
+    cfg: dict[str, Any]
+    device: torch.device
+    rank: int
+    world: int
+    folder: Path
+    checkpoints: CheckpointDir
+    model: nn.Module
+    ema: EMA | None
+    optimizer: torch.optim.Optimizer
+    loss_fn: TrainingLoss
+    spec: dict[str, Any]
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def total(self) -> int:
+        return int(self.cfg["train"]["total_iter"])
+
+
+def setup(cfg: dict[str, Any]) -> Run:
+    """Process group, device, network, EMA, optimizer and loss of the experiment `cfg` (nothing loaded yet)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(cfg["device"], local_rank)
-    distributed = world > 1
-    if distributed and not dist.is_initialized():
+    device = resolve_device(cfg["device"], local_rank)
+    if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    main_rank = rank == 0
-    tcfg, lcfg, dcfg = cfg["train"], cfg["logger"], cfg["datasets"]["train"]
+    tcfg = cfg["train"]
     folder = Path(cfg["path"]["experiments_root"]) / cfg["name"]
-    ckpt = CheckpointDir(folder, keep_last=lcfg["keep_checkpoints"])
-    latest = ckpt.latest()
-    if latest is not None and not resume:
-        raise InterIRError(f"{folder} already holds checkpoints (step {latest['step']}); pass --resume to "
-                           f"continue, or change `name`")
-    if resume and latest is None and main_rank:
-        print(f"interir train: nothing to resume in {folder}; starting from step 0", file=sys.stderr)
-
     torch.manual_seed(cfg["seed"])
     random.seed(cfg["seed"])
     model = build(cfg["model"]).to(device)
     model.validate_inputs = False  # the data pipeline makes valid images; skip the per-step NaN scan
     spec = model_spec(model)
-    loss_fn = Loss(tcfg["loss"], spec["name"])
-    ema = EMA(model, tcfg["ema_decay"]) if tcfg["ema_decay"] else None
     opt_cfg = tcfg["optim"]
-    if opt_cfg.get("type", "Adam") not in ("Adam", "AdamW"):
-        raise InterIRError(f"train.optim.type must be Adam or AdamW, got {opt_cfg.get('type')!r}")
     optim_cls = torch.optim.AdamW if opt_cfg.get("type") == "AdamW" else torch.optim.Adam
-    optimizer = optim_cls(model.parameters(), lr=opt_cfg["lr"], betas=tuple(opt_cfg["betas"]),
+    optimizer = optim_cls(model.parameters(), lr=learning_rate(0, cfg), betas=tuple(opt_cfg["betas"]),
                           weight_decay=opt_cfg.get("weight_decay", 0.0))
-    total = int(tcfg["total_iter"])
-    sched_cfg = tcfg["scheduler"]
-    if sched_cfg["type"] == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1),
-                                                               eta_min=sched_cfg.get("eta_min", 1e-6))
-    elif sched_cfg["type"] == "constant":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    else:
-        raise InterIRError(f"train.scheduler.type must be cosine or constant, got {sched_cfg['type']!r}")
+    return Run(cfg, device, rank, world, folder, CheckpointDir(folder, keep_last=cfg["logger"]["keep_checkpoints"]),
+               model, EMA(model, tcfg["ema_decay"]) if tcfg["ema_decay"] else None, optimizer,
+               TrainingLoss(tcfg["loss"], spec["name"]), spec)
 
-    start = 0
-    if cfg["path"].get("pretrained") and not (resume and latest is not None):
-        from interir.checkpoint import load_weights_into, resolve_weights
 
-        load_weights_into(model, resolve_weights(cfg["path"]["pretrained"]))
-        if ema is not None:
-            ema = EMA(model, tcfg["ema_decay"])
-    if resume and latest is not None:
-        from interir.checkpoint import load_weights_into
+def restore(run: Run, resume: bool) -> int:
+    """Load what the run starts from and return its first step: the newest intact checkpoint when resuming
+    (a damaged one is skipped, saying so), else `path.pretrained` weights, else step 0."""
+    candidates, problem = run.checkpoints.candidates()
+    if candidates and not resume:
+        raise InterIRError(f"{run.folder} already holds checkpoints (step {candidates[0]['step']}); pass --resume "
+                           f"to continue, or change `name`")
+    if not resume or not candidates:
+        if resume and run.main:
+            say(f"interir train: nothing to resume in {run.folder}; starting from step 0")
+        pretrained = run.cfg["path"].get("pretrained")
+        if pretrained:
+            load_weights_into(run.model, resolve_weights(pretrained))
+            if run.ema is not None:
+                run.ema = EMA(run.model, run.cfg["train"]["ema_decay"])
+        return 0
+    if problem and run.main:
+        say(f"interir train: {problem}; looking for the newest intact checkpoint instead")
+    damaged = []
+    for info in candidates:
+        try:
+            state = _load_checkpoint(run, info)
+        except InterIRError as exc:
+            damaged.append(f"step {info['step']}: {exc}")
+            if run.main:
+                say(f"interir train: the step {info['step']} checkpoint cannot be used ({exc})")
+            continue
+        if damaged and run.main:
+            say(f"interir train: resuming from step {info['step']}, the newest intact checkpoint")
+        return _continue_schedule(run, state)
+    raise InterIRError(f"no intact checkpoint to resume in {run.folder} ({'; '.join(damaged)})")
 
-        load_weights_into(model, folder / latest["weights"])
-        if ema is not None and latest.get("ema"):
-            load_weights_into(ema.module, folder / latest["ema"])
-        state = ckpt.load_state(latest)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+
+def _load_checkpoint(run: Run, info: dict[str, Any]) -> dict[str, Any]:
+    """Weights, EMA weights and training state of one checkpoint into the run; InterIRError if any is damaged."""
+    folder = run.folder
+    load_weights_into(run.model, folder / info["weights"])
+    if run.ema is not None and info.get("ema"):
+        load_weights_into(run.ema.module, folder / info["ema"])
+    state = run.checkpoints.load_state(info)
+    if state["step"] != info["step"]:
+        raise InterIRError(f"{folder / info['state']} records step {state['step']}, not {info['step']}")
+    try:
+        run.optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
-        start = int(state["step"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise InterIRError(f"{folder / info['state']} does not fit this run ({' '.join(str(exc).split())})") from None
+    return state
 
+
+def _continue_schedule(run: Run, state: dict[str, Any]) -> int:
+    start = int(state["step"])
+    saved = _saved_total(state)
+    if saved is not None and saved != run.total and run.main:
+        message = (f"train.total_iter is {run.total}, the checkpoint was made for {saved}: the "
+                   f"{run.cfg['train']['scheduler']['type']} schedule now runs to step {run.total} "
+                   f"(learning rate at step {start}: {learning_rate(start, run.cfg):.3e})")
+        say(f"interir train: {message}")
+    return start
+
+
+def train(cfg: dict[str, Any], resume: bool = False, progress: bool = True,
+          stop_at: int | None = None) -> dict[str, Any]:
+    """Run the experiment `cfg` (see interir.config.DEFAULTS; validated again here).
+
+    Returns {"steps", "losses" (this run's, one per step), "folder", "model", "ema"}. `stop_at` ends the run
+    at that step (saving a checkpoint there) without changing the schedule, as an interruption would.
+    Under torchrun (WORLD_SIZE > 1) every rank calls this; rank 0 logs and saves.
+    """
+    cfg = validate_config(cfg)
+    run = setup(cfg)
+    start = restore(run, resume)
+    if start >= run.total:
+        if run.main:
+            say(f"interir train: {run.folder} is already at step {start} of train.total_iter={run.total}: nothing "
+                f"to train (raise it, e.g. --set train.total_iter={2 * run.total}, to train further)")
+        losses: list[float] = []
+    else:
+        losses = _loop(run, start, progress, stop_at)
+    if run.world > 1:
+        dist.barrier()
+    return {"steps": max(start, start + len(losses)), "losses": losses, "folder": str(run.folder),
+            "model": run.model, "ema": run.ema.module if run.ema is not None else None}
+
+
+def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[float]:
+    """Train from step `start` to train.total_iter (or `stop_at`); log, validate and save on the way."""
+    cfg, model, ema, optimizer, device = run.cfg, run.model, run.ema, run.optimizer, run.device
+    tcfg, lcfg, dcfg = cfg["train"], cfg["logger"], cfg["datasets"]["train"]
+    total, world = run.total, run.world
     net = model
-    if distributed:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if tcfg["compile"]:
         net = torch.compile(net)
 
     batch = int(dcfg["batch_size_per_gpu"])
     stream = PositionStream(build_train_set(dcfg), cfg["seed"])
-    sampler = StepSampler(start, batch, rank, world, total)
+    sampler = StepSampler(start, batch, run.rank, world, total)
     workers = int(dcfg["num_workers"])
     loader = DataLoader(stream, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=_collate,
                         pin_memory=device.type == "cuda", persistent_workers=False,
                         prefetch_factor=2 if workers else None)
 
-    if main_rank:
+    folder = run.folder
+    if run.main:
         folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder)  # what a killed run's interrupted writes left behind
         atomic_write_text(folder / "config.json", json.dumps(cfg, indent=2, default=str))
-    log = TextLog(folder, main_rank, bool(lcfg["tensorboard"]))
-    if main_rank:
+    log = TextLog(folder, run.main, bool(lcfg["tensorboard"]))
+    if run.main:
         n_params = sum(p.numel() for p in model.parameters())
-        log.line(f"start step {start}/{total}, model {spec['name']}:{spec['preset']} ({n_params:,} parameters), "
-                 f"device {device}, world {world}, batch {batch}×{world}, backend {cfg['backend']}")
+        log.line(f"start step {start}/{total}, model {run.spec['name']}:{run.spec['preset']} ({n_params:,} "
+                 f"parameters), device {device}, world {world}, batch {batch}×{world}, backend {cfg['backend']}")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(tcfg["bf16"]))
     losses: list[float] = []
-    bar = None
-    if progress and main_rank:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, initial=start, desc=cfg["name"], unit="it", dynamic_ncols=True)
+    bar = show_progress(total=total, initial=start, desc=cfg["name"], unit="it", enabled=progress and run.main)
     step, tick, seen = start, time.perf_counter(), 0
-    with ops.use_backend(cfg["backend"]):
-        net.train()
-        for data in loader:
-            x = data["input"].to(device, non_blocking=True)
-            y = data["target"].to(device, non_blocking=True)
-            with autocast:
-                out = net(x, return_stages=True) if loss_fn.needs_stages else net(x)
-            loss = loss_fn(out, y)
-            if not torch.isfinite(loss):
-                raise InterIRError(f"loss became {loss.item()} at step {step + 1}; lower train.optim.lr or "
-                                   f"enable train.grad_clip")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update(model)
-            step += 1
-            seen += x.shape[0] * world
-            value = loss.detach().item()
-            losses.append(value)
-            if bar is not None:
+    try:
+        with ops.use_backend(cfg["backend"]):
+            net.train()
+            for data in loader:
+                x = data["input"].to(device, non_blocking=True)
+                y = data["target"].to(device, non_blocking=True)
+                lr = learning_rate(step, cfg)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with autocast:
+                    out = net(x, return_stages=True) if run.loss_fn.needs_stages else net(x)
+                loss = run.loss_fn(out, y)
+                if not torch.isfinite(loss):
+                    raise InterIRError(f"loss became {loss.item()} at step {step + 1}; lower train.optim.lr or "
+                                       f"enable train.grad_clip")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if tcfg["grad_clip"]:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+                optimizer.step()
+                if ema is not None:
+                    ema.update(model)
+                step += 1
+                seen += x.shape[0] * world
+                value = loss.detach().item()
+                losses.append(value)
                 bar.update(1)
-            if main_rank and (step % lcfg["print_freq"] == 0 or step == total):
-                rate = seen / max(time.perf_counter() - tick, 1e-9)
-                lr = scheduler.get_last_lr()[0]
-                log.line(f"step {step} loss {value:.5f} lr {lr:.3e} {rate:.1f} img/s")
-                log.scalars(step, {"train/loss": value, "train/lr": lr, "train/images_per_s": rate})
-                if bar is not None:
+                if run.main and (step % lcfg["print_freq"] == 0 or step == total):
+                    rate = seen / max(time.perf_counter() - tick, 1e-9)
+                    log.line(f"step {step} loss {value:.5f} lr {lr:.3e} {rate:.1f} img/s")
+                    log.scalars(step, {"train/loss": value, "train/lr": lr, "train/images_per_s": rate})
                     bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
-                tick, seen = time.perf_counter(), 0
-            if main_rank and cfg["datasets"].get("val") and (step % lcfg["val_freq"] == 0 or step == total):
-                _validate(ema.module if ema is not None else model, cfg["datasets"]["val"], device, log, step)
-            last = step == total or step == stop_at
-            if step % lcfg["save_checkpoint_freq"] == 0 or last:
-                if main_rank:
-                    state = {"step": step, "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "rng": _rng_state()}
-                    ckpt.save(step, model, state, ema.module if ema is not None else None,
-                              extra={"experiment": cfg["name"]})
-                    log.line(f"saved checkpoint at step {step}")
-                if distributed:
-                    dist.barrier()
-            if last:
-                break
-    if bar is not None:
+                    tick, seen = time.perf_counter(), 0
+                if run.main and cfg["datasets"].get("val") and (step % lcfg["val_freq"] == 0 or step == total):
+                    _validate(ema.module if ema is not None else model, cfg["datasets"]["val"], device, log, step)
+                last = step == total or step == stop_at
+                if step % lcfg["save_checkpoint_freq"] == 0 or last:
+                    if run.main:
+                        state = {"step": step, "optimizer": optimizer.state_dict(),
+                                 "scheduler": {"type": tcfg["scheduler"]["type"], "total_iter": total},
+                                 "rng": _rng_state()}
+                        run.checkpoints.save(step, model, state, ema.module if ema is not None else None,
+                                             extra={"experiment": cfg["name"]})
+                        log.line(f"saved checkpoint at step {step}")
+                    if world > 1:
+                        dist.barrier()
+                if last:
+                    break
+    finally:
         bar.close()
-    log.close()
-    if distributed:
-        dist.barrier()
-    return {"steps": step, "losses": losses, "folder": str(folder), "model": model,
-            "ema": ema.module if ema is not None else None}
+        log.close()
+    return losses
 
 
 @torch.no_grad()
@@ -391,6 +450,9 @@ def run(args: argparse.Namespace) -> int:
             stack.callback(lambda: dist.is_initialized() and dist.destroy_process_group())
         result = train(cfg, resume=args.resume, progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
-        last = result["losses"][-1] if result["losses"] else math.nan
-        print(f"trained to step {result['steps']} (last loss {last:.5f}); checkpoints in {result['folder']}")
+        if result["losses"]:
+            print(f"trained to step {result['steps']} (last loss {result['losses'][-1]:.5f}); checkpoints in "
+                  f"{result['folder']}")
+        else:
+            print(f"nothing trained: already at step {result['steps']}; checkpoints in {result['folder']}")
     return 0

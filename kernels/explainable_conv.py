@@ -37,6 +37,7 @@ the reference), nor bfloat16 under the CPU interpreter (no bfloat16 math there).
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -820,7 +821,7 @@ def supports(*args, **kwargs) -> str | None:
             return f"triton explainable_attention takes kernel_size 1…{MAX_ATTN_K}, got {k}"
         if x.shape[2] * x.shape[3] == 0:
             return "triton explainable_attention needs a non-empty H×W map"
-        if x[0].numel() > _INT32_MAX:
+        if math.prod(x.shape[1:]) > _INT32_MAX:
             return "triton explainable_attention: one sample has more than 2³¹ elements"
         return None
     x, weight, bias, attn, groups = args

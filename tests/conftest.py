@@ -48,7 +48,19 @@ def backend(request, monkeypatch):
 
     Without a GPU, `triton` runs under the Triton interpreter and `cuda` under its host emulation.
     """
-    name = request.param
+    return use_backend_or_skip(request.param, monkeypatch)
+
+
+@pytest.fixture(params=["reference", *FUSED_BACKENDS])
+def any_backend(request, monkeypatch):
+    """The reference backend, then each fused backend as in `backend`."""
+    return use_backend_or_skip(request.param, monkeypatch)
+
+
+def use_backend_or_skip(name: str, monkeypatch) -> str:
+    """`name` with NaN-poisoned outputs, or a skip naming why it cannot run here."""
+    if name == "reference":
+        return name
     reason = __import__("interir.ops", fromlist=["ops"]).available_backends()[name]
     if reason is not None:
         pytest.skip(f"backend {name!r} unavailable: {reason}")

@@ -38,3 +38,39 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         atomic_write(target, broken)
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.bin"]
+
+
+def test_a_255_byte_name_is_written(tmp_path):
+    name = "ü" * 120 + "x" * 11 + ".txt"  # 240 + 11 + 4 = 255 bytes, the usual file-name limit
+    assert len(name.encode()) == 255
+    atomic_write_text(tmp_path / name, "ok")
+    assert (tmp_path / name).read_text() == "ok" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_path):
+    from interir.atomic import remove_stale_temporaries, temp_name
+
+    dead_file = tmp_path / temp_name("a.png").replace(f"-{os.getpid()}-", "-999999999-")
+    dead_dir = tmp_path / temp_name("explain_out", suffix="").replace(f"-{os.getpid()}-", "-999999998-")
+    live = tmp_path / temp_name("b.png")
+    lookalike = tmp_path / ".a.png.tmp"  # an older or foreign temporary name: not ours to judge
+    user = tmp_path / "interir-tmp-999999999-deadbeef.tmp"  # not hidden: a user's file
+    dead_file.write_bytes(b"x")
+    dead_dir.mkdir()
+    (dead_dir / "f.png").write_bytes(b"x")
+    for p in (live, lookalike, user):
+        p.write_bytes(b"keep")
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(removed) == sorted([dead_file, dead_dir])
+    assert live.exists() and lookalike.exists() and user.exists()
+
+
+def test_check_writable_folder(tmp_path):
+    from interir.atomic import check_writable_folder
+
+    check_writable_folder(tmp_path / "new" / "deeper")  # creatable: fine, and not created
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match="is not a folder"):
+        check_writable_folder(tmp_path / "file" / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # the probe left nothing

@@ -43,3 +43,37 @@ def test_module_entry_point_runs():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "parameters" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name, reason, gpu, env, needle", [
+    ("reference", None, False, {}, "available"),
+    ("triton", None, False, {}, "no CUDA GPU here"),
+    ("triton", None, False, {"TRITON_INTERPRET": "1"}, "Triton interpreter only"),
+    ("cuda", None, False, {"INTERIR_CUDA_EMULATE": "1"}, "host emulation only"),
+    ("triton", None, True, {}, "available"),
+    ("cuda", "not built", True, {}, "unavailable (not built)"),
+])
+def test_info_says_what_a_backend_can_do_on_this_machine(monkeypatch, name, reason, gpu, env, needle):
+    from interir.profile import backend_status
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv("INTERIR_CUDA_EMULATE", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: gpu)
+    status = backend_status(name, reason)
+    assert needle in status
+    if not gpu and name != "reference":
+        assert status != "available"
+
+
+def test_info_counts_threads_in_good_english(capsys):
+    import torch
+
+    n = torch.get_num_threads()
+    try:
+        assert main(["info", "--preset", "tiny", "--size", "16", "--repeats", "1", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(n)
+    out = capsys.readouterr().out
+    assert "1 thread)" in out and "1 threads" not in out

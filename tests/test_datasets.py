@@ -355,6 +355,23 @@ def test_load_synthetic_testset(tmp_path, clean_dir):
         load_synthetic_testset(clean_dir)
 
 
+@pytest.mark.parametrize("row, needle", [
+    ('{"combo": 5, "input": "R/input/a.png", "target": "target/a.png"}', "combo must be a non-empty string"),
+    ('{"combo": "R", "input": ["x"], "target": "target/a.png"}', "input must be a non-empty string"),
+    ('{"combo": "R", "input": "R/input/a.png"}', "no 'target'"),
+    ('[1, 2]', "expected a JSON object"),
+    ('{"combo": "R", "input": "../../outside.png", "target": "target/a.png"}', "relative path inside"),
+    ('{"combo": "R", "input": "/etc/hostname", "target": "target/a.png"}', "relative path inside"),
+    ('{"combo": "Q", "input": "R/input/a.png", "target": "target/a.png"}', "unknown degradation combination"),
+])
+def test_manifest_rows_are_checked_and_stay_inside_the_set(tmp_path, row, needle):
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "manifest.jsonl").write_text(row + "\n")
+    with pytest.raises(InterIRError, match=needle) as info:
+        load_synthetic_testset(tmp_path / "set")
+    assert "line 1" in str(info.value)
+
+
 @pytest.mark.parametrize("channels", [3, 4])
 def test_16bit_colour_tensor_write_round_trip(tmp_path, channels):
     """A float tensor written at 16 bits (quantize's HWC output) reads back within half a 16-bit step."""

@@ -18,8 +18,22 @@ def test_demo_with_a_given_checkpoint(tmp_path, capsys):
     from PIL import Image
 
     assert Image.open(out).size[0] > 3 * 64  # degraded | restored | clean, stages, attention
-    assert main(["demo", "-c", str(ckpt), "--max-size", "64", "-o", str(out)]) == 1  # exists: refused
-    assert "--overwrite" in capsys.readouterr().err
+    first = out.read_bytes()
+    assert main(["demo", "-c", str(ckpt), "--max-size", "64", "-o", str(out)]) == 0  # its own picture: rerunnable
+    assert out.read_bytes() != first  # another seed/combination: a new picture
+    other = tmp_path / "holiday.png"
+    Image.new("RGB", (8, 8)).save(other)
+    before = other.read_bytes()
+    capsys.readouterr()
+    assert main(["demo", "-c", str(ckpt), "--max-size", "64", "-o", str(other)]) == 1  # someone else's: refused
+    assert "--overwrite" in capsys.readouterr().err and other.read_bytes() == before
+
+
+def test_the_readmes_first_command_runs_twice(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["demo", "--max-size", "48"]) == 0
+    assert (tmp_path / "interir_demo.png").is_file() and "wrote interir_demo.png" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -80,6 +80,7 @@ def test_eval_synthetic_and_paired_folder(testset, tmp_path):
     (["eval", "{ckpt}", "--data", "{tmp}/nowhere"], "dataset folder not found"),
     (["eval", "{bad}", "--data", "{set}"], "not a readable safetensors checkpoint"),
     (["eval", "{ckpt}", "--data", "{set}", "--crop-border", "-1"], "--crop-border"),
+    (["eval", "{ckpt}", "--data", "{tmp}"], "no input/target sub-folders"),
 ])
 def test_eval_errors_are_one_line(testset, tmp_path, capsys, argv, message):
     ckpt = save_weights(tmp_path / "t.safetensors", interir.build_model("tiny"))
@@ -94,3 +95,20 @@ def test_eval_errors_are_one_line(testset, tmp_path, capsys, argv, message):
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err, err
+    assert "input_dir=" not in err  # no advice about options the command line does not have
+
+
+def test_eval_never_silently_replaces_earlier_results(testset, tmp_path, capsys):
+    ckpt = save_weights(tmp_path / "tiny.safetensors", interir.build_model("tiny"))
+    out = tmp_path / "results"
+    argv = ["eval", str(ckpt), "--data", str(testset / "set"), "--out", str(out), "--device", "cpu",
+            "--max-images", "1"]
+    assert main(argv) == 0
+    (out / "results.json").write_text("an earlier run's figures")
+    capsys.readouterr()
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--overwrite" in err and "results" in err and "\n" not in err
+    assert (out / "results.json").read_text() == "an earlier run's figures"
+    assert main(argv + ["--overwrite"]) == 0
+    assert json.loads((out / "results.json").read_text())["rows"]

@@ -126,6 +126,7 @@ def test_dgunet_gets_stages_only(tmp_path, photo, capsys):
     (["{ckpt}", "{img}", "-o", "{out}", "--perplexity", "0"], "--perplexity"),
     (["{ckpt}", "{tmp}/bad.png", "-o", "{out}"], "cannot read image"),
     (["{ckpt}", "{img}", "-o", "{img}"], "not a folder"),
+    (["{ckpt}", "{img}", "{img}", "-o", "{out}"], "one image"),
 ])
 def test_errors_are_one_line(tmp_path, ckpt, photo, capsys, argv, needle):
     (tmp_path / "bad.png").write_bytes(b"not a png")
@@ -136,6 +137,47 @@ def test_errors_are_one_line(tmp_path, ckpt, photo, capsys, argv, needle):
     assert needle in err, err
     assert not (tmp_path / "out").exists()  # nothing half-written
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_overwrite_removes_only_files_explain_writes(tmp_path, ckpt, photo, capsys):
+    """A tampered explain.json (other files, '..', folders, absolute paths) deletes nothing it names, and a bad
+    entry does not stop the run halfway."""
+    out = tmp_path / "ex"
+    assert run_cli(capsys, ckpt, photo, "-o", out)[0] == 0
+    (tmp_path / "precious.txt").write_text("outside")
+    (out / "mine.txt").write_text("inside")
+    (out / "sub").mkdir()
+    (out / "sub" / "stage_01.png").write_bytes(b"user's")
+    (out / "stage_99.png").write_bytes(b"an old stage of a deeper model")  # explain's own: removed
+    listed = json.loads((out / "explain.json").read_text())
+    listed["files"] += ["mine.txt", "../precious.txt", "..", "sub/stage_01.png", str(tmp_path / "precious.txt"),
+                        "sub", "stage_99.png", 7]
+    (out / "explain.json").write_text(json.dumps(listed))
+    code, _, err = run_cli(capsys, ckpt, photo, "-o", out, "--overwrite")
+    assert code == 0, err
+    assert (tmp_path / "precious.txt").read_text() == "outside" and (out / "mine.txt").read_text() == "inside"
+    assert (out / "sub" / "stage_01.png").read_bytes() == b"user's"
+    assert not (out / "stage_99.png").exists() and (out / "index.html").is_file()
+
+
+def test_an_image_alone_is_explained_with_the_shipped_model(tmp_path, photo, capsys):
+    code, stdout, err = run_cli(capsys, photo, "-o", tmp_path / "ex", "--max-size", "32")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "ex" / "explain.json").read_text())
+    assert summary["checkpoint"].endswith("interir_small.safetensors") and summary["model"]["preset"] == "small"
+
+
+def test_a_killed_runs_staging_folder_is_removed(tmp_path, ckpt, photo, capsys):
+    import os
+
+    from interir.atomic import temp_name
+
+    stale = tmp_path / temp_name("ex", suffix="").replace(f"-{os.getpid()}-", "-999999999-")
+    stale.mkdir()
+    (stale / "input.png").write_bytes(b"half")
+    code, _, err = run_cli(capsys, ckpt, photo, "-o", tmp_path / "ex")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ex"]
 
 
 # ------------------------------------------------------------------------------------------------ t-SNE

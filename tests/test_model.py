@@ -224,3 +224,35 @@ def test_unknown_preset_and_option():
 def test_explainable_conv_module_rejects_even_kernels():
     with pytest.raises(ValueError, match="odd"):
         ExplainableConv(4, 4, 2)
+    for k in (2.5, 3.0):
+        with pytest.raises(ValueError, match="an odd integer"):
+            ExplainableConv(4, 4, k)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("channels", 0, "channels must be an integer ≥ 1"),
+    ("channels", "abc", "channels must be an integer"),
+    ("channels", 8.0, "channels must be an integer"),
+    ("num_blocks", -1, "num_blocks must be an integer ≥ 0"),
+    ("scale", 0, "scale must be an integer ≥ 1"),
+    ("expand", 0, "expand must be an integer ≥ 1"),
+    ("eta_init", float("nan"), "eta_init must be a finite number"),
+    ("tau", 0.0, "tau must be a finite number > 0"),
+    ("explainable", "yes", "explainable must be true or false"),
+])
+def test_model_options_are_checked(option, value, message):
+    with pytest.raises(InterIRError, match=message):
+        interir.build_model("tiny", **{option: value})
+
+
+def test_another_float_dtype_is_computed_in_the_networks_own_and_returned_in_its_own():
+    model = interir.build_model("tiny").eval()
+    x = torch.rand(1, 3, 13, 18)
+    with torch.no_grad():
+        y32 = model(x)
+        y64 = model(x.double())
+        y64s, stages = model(x.double(), return_stages=True)
+    assert y64.dtype == F64 and y64s.dtype == F64 and all(s.dtype == F64 for s in stages)
+    torch.testing.assert_close(y64.float(), y32)
+    with torch.no_grad():
+        assert model.double()(x).dtype == torch.float32  # and a float64 network takes float32 images

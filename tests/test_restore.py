@@ -256,3 +256,92 @@ def test_large_image_is_tiled(tmp_path, ckpt, capsys):
                            "--overlap", "8", "-q")
     assert code == 0, err
     assert load_image(tmp_path / "out" / "big.png")[0].shape == (3, 90, 130)
+
+
+def test_in_place_with_a_suffix_never_replaces_another_input(tmp_path, ckpt, capsys):
+    """`photo.png` and `photo_r.png` both inputs: `photo.png`'s output would be `photo_r.png`, an input."""
+    (tmp_path / "repro").mkdir()
+    Image.fromarray(_photo()).save(tmp_path / "repro" / "photo.png")
+    Image.fromarray(_photo(20, 20)).save(tmp_path / "repro" / "photo_r.png")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "repro").iterdir()}
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_cli(capsys, tmp_path / "repro", "--in-place", "--suffix", "_r", "-c", ckpt, "-q", *extra)
+        assert code == 1 and "another input" in err and "--overwrite" not in err, err
+        assert err.strip().count("\n") == 0
+        assert {p.name: p.read_bytes() for p in (tmp_path / "repro").iterdir()} == before
+
+
+def test_in_place_keeps_the_files_permissions(tmp_path, ckpt, capsys):
+    import stat
+
+    Image.fromarray(_photo()).save(tmp_path / "private.png")
+    os.chmod(tmp_path / "private.png", 0o600)
+    before = (tmp_path / "private.png").read_bytes()
+    code, _, err = run_cli(capsys, tmp_path / "private.png", "--in-place", "-c", ckpt, "-q")
+    assert code == 0, err
+    assert (tmp_path / "private.png").read_bytes() != before
+    assert stat.S_IMODE((tmp_path / "private.png").stat().st_mode) == 0o600
+
+
+def test_an_unwritable_output_is_found_before_any_work(tmp_path, ckpt, capsys, monkeypatch):
+    import interir.checkpoint
+
+    Image.fromarray(_photo()).save(tmp_path / "img.png")
+    (tmp_path / "plain_file").write_text("a file, not a folder")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(interir.checkpoint, "load_model", no_model)
+    code, _, err = run_cli(capsys, tmp_path / "img.png", "-o", tmp_path / "plain_file" / "out", "-c", ckpt)
+    assert code == 1 and "cannot write the output folder" in err and "plain_file" in err
+    assert err.strip().count("\n") == 0
+
+
+def test_a_checkpoint_with_nan_weights_is_refused(tmp_path, capsys):
+    model = interir.build_model("tiny")
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    bad = save_weights(tmp_path / "nan.safetensors", model)
+    Image.fromarray(_photo()).save(tmp_path / "img.png")
+    code, out, err = run_cli(capsys, tmp_path / "img.png", "-o", tmp_path / "out", "-c", bad, "-q")
+    assert code == 1 and "NaN or Inf" in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_nan_output_is_an_error_not_a_black_image(tmp_path, capsys):
+    class Broken(nn.Module):
+        def forward(self, x):
+            return x * float("nan")
+
+    with pytest.raises(interir.InterIRError, match="NaN or Inf"):
+        restore_file(Broken(), _save_photo(tmp_path / "img.png"), tmp_path / "out.png", tile=0)
+    assert not (tmp_path / "out.png").exists()
+
+
+def _save_photo(path):
+    Image.fromarray(_photo()).save(path)
+    return path
+
+
+def test_names_near_the_255_byte_limit_are_written(tmp_path, ckpt, capsys):
+    name = "é" * 100 + "x" * 46 + ".png"  # 200 + 46 + 4 = 250 bytes
+    assert len(name.encode()) == 250
+    Image.fromarray(_photo()).save(tmp_path / name)
+    code, _, err = run_cli(capsys, tmp_path / name, "-o", tmp_path / "out", "-c", ckpt, "-q")
+    assert code == 0, err
+    assert (tmp_path / "out" / name).is_file() and _no_temp_files(tmp_path / "out")
+
+
+def test_a_killed_runs_temporary_files_are_removed_and_a_live_ones_kept(tmp_path, ckpt, capsys):
+    from interir.atomic import temp_name
+
+    (tmp_path / "out").mkdir()
+    dead = tmp_path / "out" / temp_name("a.png").replace(f"-{os.getpid()}-", "-999999999-")
+    live = tmp_path / "out" / temp_name("b.png")  # this process is alive
+    dead.write_bytes(b"partial")
+    live.write_bytes(b"being written")
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    code, _, err = run_cli(capsys, tmp_path / "a.png", "-o", tmp_path / "out", "-c", ckpt, "-q")
+    assert code == 0, err
+    assert not dead.exists() and live.exists()

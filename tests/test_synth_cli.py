@@ -102,6 +102,7 @@ def test_refuses_a_non_empty_folder_unless_forced(tmp_path, clean_dir, capsys):
     (["{clean}"], "output folder"),
     (["{empty}", "{out}"], "no images"),
     (["{clean}", "{out}", "--combos", "H+Q"], "unknown degradation combination"),
+    (["{clean}", "{out}", "--combos", ","], "names no combination"),
     (["{clean}", "{out}", "--preview", "{out}/p.png", "--tile", "8"], "--tile"),
 ])
 def test_user_errors_are_one_line(tmp_path, clean_dir, capsys, argv, message):
@@ -110,6 +111,47 @@ def test_user_errors_are_one_line(tmp_path, clean_dir, capsys, argv, message):
     assert main(["synth", *[a.format(**fmt) for a in argv], "--quiet"]) == 1
     err = capsys.readouterr().err.strip()
     assert message in err and err.startswith("interir synth: error:") and "\n" not in err
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("inside", ["target", "H+R+N/input", "N/input"])
+def test_source_inside_the_replaced_set_is_refused_and_nothing_is_deleted(tmp_path, clean_dir, capsys, inside):
+    out = tmp_path / "sf" / "set"
+    assert main(["synth", str(clean_dir), str(out), "--quiet", "--combos", "H+R+N,N"]) == 0
+    source = out / inside
+    before = _tree(tmp_path / "sf")
+    capsys.readouterr()
+    assert main(["synth", str(source), str(out), "--seed", "1", "--force", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "lies inside" in err and "nothing was written" in err and "\n" not in err
+    assert _tree(tmp_path / "sf") == before  # the set and its source images are all still there
+
+
+def test_an_unreadable_source_leaves_the_output_as_it_was(tmp_path, clean_dir, capsys):
+    out = tmp_path / "set"
+    assert main(["synth", str(clean_dir), str(out), "--quiet", "--combos", "H"]) == 0
+    before = _tree(out)
+    (clean_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (clean_dir / "zz_truncated.jpg").write_bytes((clean_dir / "coffee.jpg").read_bytes()[:200])
+    capsys.readouterr()
+    assert main(["synth", str(clean_dir), str(out), "--quiet", "--force", "--combos", "H,N"]) == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "zz_truncated.jpg" in err  # every unreadable source is named, not the first
+    assert "2 of 4 source images cannot be read" in err and "nothing was written" in err
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "set"]  # no staging folder left behind
+
+
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path, clean_dir):
+    from interir.atomic import temp_name
+
+    stale = tmp_path / temp_name("set", suffix="").replace(f"-{os.getpid()}-", "-999999999-")
+    (stale / "target").mkdir(parents=True)
+    assert main(["synth", str(clean_dir), str(tmp_path / "set"), "--quiet", "--combos", "N"]) == 0
+    assert not stale.exists() and (tmp_path / "set" / "manifest.jsonl").is_file()
 
 
 def test_duplicate_names_are_refused(tmp_path, clean_dir, capsys):
@@ -139,13 +181,14 @@ def test_preview_grid(tmp_path, clean_dir):
     assert Image.open(small).mode == "P" and small.stat().st_size < out.stat().st_size
 
 
-def test_python_dash_m_entry_point_with_progress_bar(tmp_path, clean_dir):
+def test_python_dash_m_entry_point_with_progress_lines(tmp_path, clean_dir):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     out = tmp_path / "set"
     proc = subprocess.run([sys.executable, "-m", "interir", "synth", str(clean_dir), str(out), "--combos", "H+R+N,N"],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "synth" in proc.stderr and "100%" in proc.stderr and "4/4" in proc.stderr  # tqdm bar
+    # stderr is a pipe here: plain progress lines, not a tqdm bar's carriage-return redraws
+    assert "synth: 4/4 img (100%)" in proc.stderr and "\r" not in proc.stderr
     assert "wrote 4 degraded images" in proc.stdout
     again = subprocess.run([sys.executable, "-m", "interir", "synth", str(clean_dir), str(out)],
                            capture_output=True, text=True, env=env, timeout=120)

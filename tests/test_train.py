@@ -139,6 +139,29 @@ def test_ddp_two_processes_keep_parameters_identical(tmp_path):
         (["train", "{cfg}", "--set", "datasets.train.root=/nonexistent"], "does not exist"),
         (["train", "{cfg}", "--set", "train.scheduler.type=step"], "cosine or constant"),
         (["train", "{cfg}", "--set", "model.preset=huge"], "unknown preset"),
+        # values of the wrong type or range, each named before any work (issue: "nothing lost, no traceback")
+        (["train", "{cfg}", "--set", "train=5"], "'train' is a section"),
+        (["train", "{cfg}", "--set", "datasets.train=null"], "'datasets.train' is a section"),
+        (["train", "{cfg}", "--set", "train.optim.lr=fast"], "train.optim.lr must be a finite number"),
+        (["train", "{cfg}", "--set", "train.optim.lr=[1"], "is not valid YAML"),
+        (["train", "{cfg}", "--set", "train.optim.betas=[0.9]"], "train.optim.betas"),
+        (["train", "{cfg}", "--set", "model.channels=abc"], "channels must be an integer"),
+        (["train", "{cfg}", "--set", "datasets.train.patch_size=abc"], "datasets.train.patch_size must be an integer"),
+        (["train", "{cfg}", "--set", "datasets.train.combos=[H, Q]"], "unknown degradation combination"),
+        (["train", "{cfg}", "--set", "train.grad_clip=-1"], "train.grad_clip must be a finite number ≥ 0"),
+        (["train", "{cfg}", "--set", "train.ema_decay=2"], "train.ema_decay must be a finite number ≥ 0 and < 1"),
+        (["train", "{cfg}", "--set", "train.total_iter=-5"], "train.total_iter must be an integer ≥ 1"),
+        (["train", "{cfg}", "--set", "train.total_iter=2.5"], "train.total_iter must be an integer"),
+        (["train", "{cfg}", "--set", "logger.print_freq=0"], "logger.print_freq must be an integer ≥ 1"),
+        (["train", "{cfg}", "--set", "logger.save_checkpoint_freq=0"], "logger.save_checkpoint_freq"),
+        (["train", "{cfg}", "--set", "train.bf16=maybe"], "train.bf16 must be true or false"),
+        (["train", "{cfg}", "--set", "model.scale=0"], "scale must be an integer ≥ 1"),
+        (["train", "{cfg}", "--set", "model.num_blocks=-1"], "num_blocks must be an integer ≥ 0"),
+        (["train", "{cfg}", "--set", "model.eta_init=.nan"], "eta_init must be a finite number"),
+        (["train", "{cfg}", "--set", "train.loss.l1=0", "--set", "train.loss.fft=0"], "both 0"),
+        (["train", "{cfg}", "--set", "name=../escape"], "name must be a relative path inside"),
+        (["train", "{cfg}", "--set", "name=/tmp/abs"], "name must be a relative path inside"),
+        (["train", "{cfg}", "--set", "device=tpu"], "device must be"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
@@ -148,13 +171,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     code = main([a.replace("{cfg}", str(cfg_file)) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 1 and message in err and "\n" not in err, err
+    assert not (tmp_path / "x").exists()  # refused before the experiment folder was made
 
 
-def test_cli_refuses_to_overwrite_an_experiment(tmp_path, capsys):
+def _tiny_yaml(tmp_path: Path, total_iter: int) -> Path:
+    """A YAML experiment file: tiny model, one photo, batch 1 of 32² patches."""
     cfg_file = tmp_path / "cfg.yml"
     cfg_file.write_text(f"name: x\npath: {{experiments_root: {tmp_path / 'exp'}}}\nmodel: {{preset: tiny}}\n"
                         f"datasets: {{train: {{root: {_photos(tmp_path / 'c', 1)}, num_workers: 0, patch_size: 32,"
-                        f" batch_size_per_gpu: 1}}}}\ntrain: {{total_iter: 1}}\nlogger: {{tensorboard: false}}\n")
+                        f" batch_size_per_gpu: 1}}}}\ntrain: {{total_iter: {total_iter}}}\n"
+                        f"logger: {{tensorboard: false}}\n")
+    return cfg_file
+
+
+def test_cli_refuses_to_overwrite_an_experiment(tmp_path, capsys):
+    cfg_file = _tiny_yaml(tmp_path, 1)
     assert main(["train", str(cfg_file), "--no-progress"]) == 0
     assert main(["train", str(cfg_file), "--no-progress"]) == 1
     assert "pass --resume" in capsys.readouterr().err
@@ -179,3 +210,116 @@ def test_pretrained_weights_are_the_starting_point(tmp_path):
     second = train(cfg, progress=False)
     for a, b in zip(first["ema"].state_dict().values(), second["model"].state_dict().values()):
         torch.testing.assert_close(a, b)  # lr 0: the pretrained weights are unchanged
+
+
+def _log_lrs(folder: Path) -> dict[int, float]:
+    """{step: learning rate} from train.log."""
+    out = {}
+    for line in (folder / "train.log").read_text().splitlines():
+        parts = line.split()
+        if "loss" in parts and "lr" in parts:
+            out[int(parts[parts.index("step") + 1])] = float(parts[parts.index("lr") + 1])
+    return out
+
+
+def test_extending_a_finished_run_follows_the_new_schedule_and_says_so(tmp_path, capsys):
+    from interir.train import learning_rate
+
+    train(_cfg(tmp_path, **{"train.total_iter": 4}), progress=False)
+    capsys.readouterr()
+    longer = _cfg(tmp_path, **{"train.total_iter": 8})
+    result = train(longer, resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert result["steps"] == 8 and len(result["losses"]) == 4
+    assert "made for 4" in err and "runs to step 8" in err
+    folder = Path(result["folder"])
+    lrs = _log_lrs(folder)
+    for step in range(5, 9):
+        assert lrs[step] == pytest.approx(learning_rate(step - 1, longer), rel=1e-3)
+    assert [lrs[s] for s in range(5, 9)] == sorted((lrs[s] for s in range(5, 9)), reverse=True)  # no climb back
+    assert json.loads((folder / "config.json").read_text())["train"]["total_iter"] == 8  # and that is now true
+
+
+def test_resuming_a_finished_run_trains_nothing_and_says_so(tmp_path, capsys):
+    cfg_file = _tiny_yaml(tmp_path, 2)
+    assert main(["train", str(cfg_file), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["train", str(cfg_file), "--no-progress", "--resume"]) == 0
+    cap = capsys.readouterr()
+    assert "nothing to train" in cap.err and "nothing trained" in cap.out and "nan" not in cap.out + cap.err
+
+
+def _ten_steps(tmp_path):
+    cfg = _cfg(tmp_path)
+    first = train(cfg, progress=False)
+    return cfg, Path(first["folder"])
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "truncated ema", "truncated state", "pickled object",
+                                    "missing state"])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, capsys, damage):
+    cfg, folder = _ten_steps(tmp_path)
+    if damage.startswith("truncated"):
+        name = {"weights": "step_00000010.safetensors", "ema": "step_00000010.ema.safetensors",
+                "state": "step_00000010.state.pt"}[damage.split()[1]]
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[: len(data) // 2])
+    elif damage == "pickled object":
+        torch.save({"step": 10, "optimizer": {}, "rng": {}, "evil": Path("x")}, folder / "step_00000010.state.pt")
+    else:
+        (folder / "step_00000010.state.pt").unlink()
+    capsys.readouterr()
+    cfg["train"]["total_iter"] = 12
+    result = train(cfg, resume=True, progress=False)
+    err = capsys.readouterr().err
+    assert result["steps"] == 12 and len(result["losses"]) == 7  # steps 6…12: resumed from step 5
+    assert "step 10 checkpoint cannot be used" in err and "resuming from step 5" in err
+    assert "weights_only=False" not in err and "Traceback" not in err
+
+
+def test_no_intact_checkpoint_is_one_line_without_unsafe_advice(tmp_path, capsys):
+    cfg, folder = _ten_steps(tmp_path)
+    for step in (5, 10):
+        torch.save({"step": step, "evil": Path("x")}, folder / f"step_{step:08d}.state.pt")
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps(cfg))  # JSON is YAML
+    capsys.readouterr()
+    assert main(["train", str(cfg_file), "--resume", "--no-progress", "--set", "train.total_iter=12"]) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interir train: error: no intact checkpoint") and "other than tensors" in last
+    assert "weights_only=False" not in err
+
+
+@pytest.mark.parametrize("latest", ['{"step": 10, "weigh', '[1, 2]', '{"step": "ten", "weights": 5}',
+                                    '{"step": 10, "weights": "../../x.safetensors", "ema": null, "state": "s.pt"}'])
+def test_malformed_latest_json(tmp_path, capsys, latest):
+    cfg, folder = _ten_steps(tmp_path)
+    (folder / "latest.json").write_text(latest)
+    with pytest.raises(ck.InterIRError, match="latest.json"):
+        ck.load_model(folder)  # restore / eval / explain: one line naming the file
+    capsys.readouterr()
+    cfg["train"]["total_iter"] = 11
+    result = train(cfg, resume=True, progress=False)  # training: the newest checkpoint found in the folder
+    assert result["steps"] == 11 and len(result["losses"]) == 1
+    assert "latest.json" in capsys.readouterr().err
+
+
+def test_missing_tensorboard_is_said_on_the_terminal(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    train(_cfg(tmp_path, **{"train.total_iter": 1, "logger.tensorboard": "true"}), progress=False)
+    assert "tensorboard is not installed" in capsys.readouterr().err
+
+
+def test_a_killed_runs_temporary_files_are_removed_on_resume(tmp_path):
+    from interir.atomic import temp_name
+
+    cfg = _cfg(tmp_path, **{"train.total_iter": 2})
+    folder = Path(train(cfg, progress=False)["folder"])
+    stale = folder / temp_name("step_00000004.state.pt").replace(f"-{os.getpid()}-", "-999999999-")
+    stale.write_bytes(b"half a checkpoint")
+    cfg["train"]["total_iter"] = 3
+    train(cfg, resume=True, progress=False)
+    assert not stale.exists()

@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 from interir.data.degrade import COMBINATIONS, degrade, mix_seed, parse_combo, sample_levels
 from interir.data.imageio import IMAGE_EXTENSIONS, list_images, natural_key, read_image
 from interir.errors import InterIRError
+from interir.validation import expect_str, relative_inside
 
 MANIFEST = "manifest.jsonl"
 INPUT_DIRS = ("input", "inputs", "lq", "hazy", "rain", "rainy", "rainy_image", "degraded", "data")
@@ -94,7 +95,7 @@ def find_pair_dirs(root: str | os.PathLike) -> tuple[Path, Path]:
         tgt = root.parent / "target"  # one combination folder of an `interir synth` set
     if inp is None or tgt is None:
         raise InterIRError(f"{root} has no input/target sub-folders (looked for {'/'.join(INPUT_DIRS)} and "
-                           f"{'/'.join(TARGET_DIRS)}); pass input_dir= and target_dir=")
+                           f"{'/'.join(TARGET_DIRS)}); rename them, or point at an `interir synth` set")
     return inp, tgt
 
 
@@ -226,11 +227,26 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
                 continue
             try:
                 rec = json.loads(line)
-                rec["combo"], rec["input"], rec["target"]  # noqa: B018 (required keys)
-            except (ValueError, KeyError, TypeError) as exc:
+            except ValueError as exc:
                 raise InterIRError(f"{path} line {n}: not a valid manifest record ({exc})") from None
-            records.append(rec)
+            records.append(_checked_record(rec, f"{path} line {n}"))
     return records
+
+
+def _checked_record(rec, where: str) -> dict:
+    """A manifest record with its required keys of the right types; image paths must stay inside the set."""
+    if not isinstance(rec, dict):
+        raise InterIRError(f"{where}: not a valid manifest record (expected a JSON object)")
+    for key in ("combo", "input", "target"):
+        if key not in rec:
+            raise InterIRError(f"{where}: not a valid manifest record (no '{key}')")
+    try:
+        rec["combo"] = parse_combo(expect_str("combo", rec["combo"]))
+        for key in ("input", "target"):
+            relative_inside(key, rec[key])
+    except InterIRError as exc:
+        raise InterIRError(f"{where}: {exc}") from None
+    return rec
 
 
 def load_synthetic_testset(root: str | os.PathLike, combos: Sequence[str] | None = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import struct
-import uuid
 import zlib
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from interir.atomic import atomic_path
 from interir.errors import InterIRError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -80,16 +80,26 @@ def read_image(path: str | os.PathLike, channels: int | None = 3) -> torch.Tenso
 
 
 def _read_array(path: Path) -> np.ndarray:
-    """H×W or H×W×C uint8/uint16 array of the file's own channels."""
+    """H×W or H×W×C uint8/uint16 array of the file's own channels, EXIF orientation applied.
+
+    Refused, each with a reason: more pixels than Pillow's decompression-bomb limit (2 × Image.MAX_IMAGE_PIXELS),
+    several frames or pages (GIF/APNG/WebP animations, multi-page TIFF; a camera JPEG's embedded previews are
+    ignored), floating-point pixels, and colour models other than grey/RGB at 16 bits (e.g. CMYK).
+    """
     with open(path, "rb") as f:
         head = f.read(32)
     if head[:8] == _PNG_SIG and len(head) >= 26 and head[24] == 16 and head[25] in (2, 4, 6):
-        return _read_png16(path)
+        arr, orientation = _read_png16(path)
+        return _orient(arr, orientation)
     if head[:4] in (b"II*\0", b"MM\0*"):
-        tags = _tiff_tags(path.read_bytes(), path)[0]
+        tags, _, pages = _tiff_tags(path.read_bytes(), path)
         if tags.get(258, (8,))[0] == 16 and tags.get(277, (1,))[0] > 1:
-            return _read_tiff16(path)
-    with Image.open(path) as im:
+            _check_frames(path, pages)
+            arr = _read_tiff16(path)
+            return _orient(arr, tags.get(274, (1,))[0])
+    with Image.open(path) as im:  # reads the header; Pillow's decompression-bomb check runs here
+        if im.format not in ("JPEG", "MPO"):  # a camera JPEG's extra frames are previews of the same photo
+            _check_frames(path, getattr(im, "n_frames", 1))
         im = ImageOps.exif_transpose(im)
         mode = im.mode
         if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
@@ -112,6 +122,40 @@ def _read_array(path: Path) -> np.ndarray:
         elif mode not in ("L", "LA", "RGB", "RGBA"):
             im = im.convert("RGB")
         return np.asarray(im).copy()
+
+
+def _check_frames(path: Path, frames: int) -> None:
+    if frames > 1:
+        raise InterIRError(f"cannot read image {path}: it holds {frames} frames or pages (an animation or a "
+                           f"multi-page file); save the frame you want as an image of its own")
+
+
+def _check_pixels(path: Path, width: int, height: int) -> None:
+    """Pillow's decompression-bomb rule for the readers below that bypass Pillow: refuse more than twice
+    Image.MAX_IMAGE_PIXELS (None disables it, as in Pillow)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > 2 * limit:
+        raise InterIRError(f"cannot read image {path}: {width}×{height} = {width * height:,} pixels exceeds the "
+                           f"decompression-bomb limit of {2 * limit:,} (PIL.Image.MAX_IMAGE_PIXELS × 2)")
+    if width < 1 or height < 1:
+        raise InterIRError(f"cannot read image {path}: empty image ({width}×{height})")
+
+
+def _inflate(path: Path, data: bytes, size: int) -> bytes:
+    """zlib-decompress at most `size` bytes (a stream that would expand further is not decoded further)."""
+    try:
+        return zlib.decompressobj().decompress(data, size)
+    except zlib.error as exc:
+        raise InterIRError(f"cannot read image {path}: corrupt compressed data ({exc})") from None
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1–8) to an H×W(×C) array as Pillow's ImageOps.exif_transpose does."""
+    t = (1, 0) + tuple(range(2, arr.ndim))
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.transpose(t),
+           6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a.transpose(t), 2), 8: lambda a: np.rot90(a, 1)}
+    op = ops.get(int(orientation))
+    return np.ascontiguousarray(op(arr)) if op else arr
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -168,18 +212,10 @@ def write_image(path: str | os.PathLike, img, bits: int = 8, quality: int = 95) 
 
 
 def _atomic(path: Path, save) -> Path:
-    """Run save(file) on a temp file next to `path`, then os.replace it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    """Run save(file) on a temporary file next to `path`, then move it into place (interir.atomic)."""
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             save(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -207,11 +243,12 @@ def _encode_png16(arr: np.ndarray) -> bytes:
             + _png_chunk(b"IEND", b""))
 
 
-def _read_png16(path: Path) -> np.ndarray:
+def _read_png16(path: Path) -> tuple[np.ndarray, int]:
+    """A 16-bit colour PNG: (H×W×C uint16 array, EXIF orientation from its eXIf chunk, 1 when absent)."""
     data = path.read_bytes()
     if data[:8] != _PNG_SIG:
         raise InterIRError(f"cannot read image {path}: not a PNG file")
-    pos, idat, ihdr = 8, [], None
+    pos, idat, ihdr, exif = 8, [], None, None
     while pos + 8 <= len(data):
         (n,) = struct.unpack(">I", data[pos:pos + 4])
         kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
@@ -219,6 +256,11 @@ def _read_png16(path: Path) -> np.ndarray:
             raise InterIRError(f"cannot read image {path}: truncated PNG")
         if kind == b"IHDR":
             ihdr = struct.unpack(">IIBBBBB", body)
+            _check_pixels(path, ihdr[0], ihdr[1])
+        elif kind == b"acTL":
+            _check_frames(path, struct.unpack(">I", body[:4])[0])
+        elif kind == b"eXIf":
+            exif = body
         elif kind == b"IDAT":
             idat.append(body)
         elif kind == b"IEND":
@@ -230,20 +272,29 @@ def _read_png16(path: Path) -> np.ndarray:
     if interlace:
         raise InterIRError(f"cannot read image {path}: interlaced 16-bit colour PNG is not supported")
     c = _PNG_CHANNELS[ctype]
-    try:
-        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8)
-    except zlib.error as exc:
-        raise InterIRError(f"cannot read image {path}: corrupt PNG data ({exc})") from None
     bpp = 2 * c
+    raw = np.frombuffer(_inflate(path, b"".join(idat), h * (1 + w * bpp)), np.uint8)
     if raw.size < h * (1 + w * bpp):
         raise InterIRError(f"cannot read image {path}: truncated PNG data")
-    raw = raw[:h * (1 + w * bpp)].reshape(h, 1 + w * bpp)
+    raw = raw.reshape(h, 1 + w * bpp)
     filters = raw[:, 0].astype(np.int64)
     if filters.max(initial=0) > 4:
         raise InterIRError(f"cannot read image {path}: bad PNG filter type")
     out = _png_unfilter(raw[:, 1:].reshape(h, w, bpp), filters)
     arr = out.reshape(h, w, bpp).view(">u2").reshape(h, w, c).astype(np.uint16)
-    return arr[..., 0] if c == 1 else arr
+    return (arr[..., 0] if c == 1 else arr), _exif_orientation(exif)
+
+
+def _exif_orientation(exif: bytes | None) -> int:
+    """The Orientation tag (0x0112) of raw EXIF bytes, 1 when absent or unreadable."""
+    if not exif:
+        return 1
+    try:
+        info = Image.Exif()
+        info.load(exif if exif.startswith(b"Exif") else b"Exif\x00\x00" + exif)
+        return int(info.get(0x0112, 1))
+    except Exception:  # a broken EXIF block leaves the image as stored
+        return 1
 
 
 def _png_unfilter(f: np.ndarray, filters: np.ndarray) -> np.ndarray:
@@ -271,8 +322,8 @@ def _png_unfilter(f: np.ndarray, filters: np.ndarray) -> np.ndarray:
 _TIFF_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}
 
 
-def _tiff_tags(data: bytes, path: Path) -> tuple[dict[int, tuple], str]:
-    """Integer tags of the first IFD of a classic TIFF and its byte-order prefix."""
+def _tiff_tags(data: bytes, path: Path) -> tuple[dict[int, tuple], str, int]:
+    """Integer tags of the first IFD of a classic TIFF, its byte-order prefix and its number of IFDs (pages)."""
     end = {b"II": "<", b"MM": ">"}.get(data[:2])
     if end is None or struct.unpack(end + "H", data[2:4])[0] != 42:
         raise InterIRError(f"cannot read image {path}: not a classic TIFF file")
@@ -287,23 +338,49 @@ def _tiff_tags(data: bytes, path: Path) -> tuple[dict[int, tuple], str]:
         size = struct.calcsize(code) * count
         raw = value[:size] if size <= 4 else data[struct.unpack(end + "I", value)[0]:][:size]
         tags[tag] = struct.unpack(end + code * count, raw)
-    return tags, end
+    pages, seen = 1, {ifd}
+    (nxt,) = struct.unpack(end + "I", data[ifd + 2 + 12 * n:ifd + 6 + 12 * n] or b"\0\0\0\0")
+    while nxt and nxt not in seen and nxt + 2 <= len(data) and pages < 10_000:
+        seen.add(nxt)
+        pages += 1
+        (m,) = struct.unpack(end + "H", data[nxt:nxt + 2])
+        (nxt,) = struct.unpack(end + "I", data[nxt + 2 + 12 * m:nxt + 6 + 12 * m].ljust(4, b"\0"))
+    return tags, end, pages
+
+
+# TIFF PhotometricInterpretation values, for the refusal message of colour models the reader does not convert
+_PHOTOMETRIC = {0: "WhiteIsZero grey", 3: "palette", 4: "transparency mask", 5: "CMYK (separated)",
+                6: "YCbCr", 8: "CIELab", 9: "ICCLab", 10: "ITULab", 32844: "LogL", 32845: "LogLuv"}
 
 
 def _read_tiff16(path: Path) -> np.ndarray:
-    """Baseline TIFF, first image: 16-bit, chunky, strips, compression none/deflate, predictor 1/2."""
+    """Baseline TIFF, first image: 16-bit grey+alpha or RGB(A), chunky, strips, no/deflate compression,
+    predictor 1/2."""
     data = path.read_bytes()
-    tags, end = _tiff_tags(data, path)
+    tags, end, _ = _tiff_tags(data, path)
     w, h = tags[256][0], tags[257][0]
+    _check_pixels(path, w, h)
     spp = tags.get(277, (1,))[0]
+    photometric = tags.get(262, (2 if spp >= 3 else 1,))[0]
+    if (photometric, spp) not in ((1, 2), (2, 3), (2, 4)):
+        kind = _PHOTOMETRIC.get(photometric, f"photometric {photometric}")
+        raise InterIRError(f"cannot read image {path}: 16-bit {kind} TIFF with {spp} samples per pixel is not "
+                           f"supported (grey+alpha, RGB or RGBA only); convert it to 16-bit RGB first")
     comp, pred, planar = tags.get(259, (1,))[0], tags.get(317, (1,))[0], tags.get(284, (1,))[0]
     if 322 in tags or planar != 1 or comp not in (1, 8, 32946) or pred not in (1, 2) or 273 not in tags:
         raise InterIRError(f"cannot read image {path}: 16-bit colour TIFF must be striped, chunky, "
                            f"uncompressed or deflate (got compression {comp}); re-save it as 16-bit PNG")
-    chunks = [data[o:o + c] for o, c in zip(tags[273], tags[279])]
-    if comp != 1:
-        chunks = [zlib.decompress(c) for c in chunks]
-    arr = np.frombuffer(b"".join(chunks), end + "u2")[:h * w * spp].reshape(h, w, spp)
+    size = 2 * h * w * spp
+    chunks, have = [], 0
+    for o, c in zip(tags[273], tags[279]):
+        chunk = data[o:o + c] if comp == 1 else _inflate(path, data[o:o + c], size - have)
+        chunks.append(chunk)
+        have += len(chunk)
+        if have >= size:
+            break
+    if have < size:
+        raise InterIRError(f"cannot read image {path}: truncated TIFF data")
+    arr = np.frombuffer(b"".join(chunks)[:size], end + "u2").reshape(h, w, spp)
     if pred == 2:
         arr = np.cumsum(arr, axis=1, dtype=np.uint16)  # wraps mod 2**16 like the predictor
     return arr.astype(np.uint16)

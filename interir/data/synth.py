@@ -26,12 +26,14 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from interir.atomic import check_writable_folder, fsync_dir, remove_stale_temporaries, temp_name
 from interir.data.degrade import COMBINATIONS, LEVEL_MAX, degrade, degrade_combo, mix_seed, parse_combo
 from interir.data.datasets import MANIFEST
 from interir.data.imageio import list_images, quantize, read_image, write_image
 from interir.errors import InterIRError
+from interir.progress import progress as show_progress
+from interir.progress import say
 
 PREVIEW_FRACTIONS = (1 / 3, 2 / 3, 1.0)  # preview rows: these fractions of each maximum level (SPEC §4)
 
@@ -63,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if args.out is not None:
         combos = [parse_combo(c) for c in args.combos.split(",") if c.strip()]
+        if not combos:
+            raise InterIRError(f"--combos {args.combos!r} names no combination; use e.g. H+R+N,N")
         manifest = build_testset(args.source, args.out, seed=args.seed, combos=combos, force=args.force,
                                  progress=not args.quiet)
         n = sum(1 for _ in open(manifest, encoding="utf-8"))
@@ -88,23 +92,51 @@ def pixels_sha256(arr: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
-def _prepare_out(out: Path, force: bool) -> None:
+_PARTS = ("target", *COMBINATIONS, MANIFEST)  # what a set consists of (and what --force replaces)
+
+
+def _check_out(source: Path, out: Path, force: bool) -> None:
+    """Refuse an output that is a file, a non-empty folder without --force, or a folder whose replaced parts
+    hold the source images (replacing them would delete the sources)."""
     if out.exists() and not out.is_dir():
         raise InterIRError(f"output {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise InterIRError(f"output folder {out} is not empty; use --force to replace the set in it")
-        # Remove only what a previous run wrote; anything else in the folder stays.
-        for name in ("target", *COMBINATIONS):
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-        (out / MANIFEST).unlink(missing_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise InterIRError(f"output folder {out} is not empty; use --force to replace the set in it")
+    src = source.resolve()
+    for part in _PARTS[:-1]:
+        replaced = (out / part).resolve()
+        if src == replaced or replaced in src.parents:
+            raise InterIRError(f"the source folder {source} lies inside {out / part}, which the new set replaces; "
+                               f"copy the clean images elsewhere first (nothing was written)")
+
+
+def _commit(staging: Path, out: Path) -> None:
+    """Move the finished set from `staging` into `out`, replacing a previous set's parts (and only those)."""
     out.mkdir(parents=True, exist_ok=True)
+    trash = out / temp_name("previous-set", suffix="")
+    trash.mkdir()
+    try:
+        for part in _PARTS:
+            if (out / part).exists():
+                os.rename(out / part, trash / part)
+        for part in _PARTS:
+            if (staging / part).exists():
+                os.rename(staging / part, out / part)
+    except OSError:
+        for part in _PARTS:  # put the previous set back where the swap stopped
+            if (trash / part).exists() and not (out / part).exists():
+                os.rename(trash / part, out / part)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
+    fsync_dir(out)
 
 
 def build_testset(source: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0,
                   combos: Sequence[str] = COMBINATIONS, force: bool = False, progress: bool = True) -> Path:
-    """Write the test set (layout in the module docstring) and return the manifest's path."""
+    """Write the test set (layout in the module docstring) and return the manifest's path.
+
+    The set is made in a staging folder beside `out` and moved in only when every image is written, so an
+    interrupted run, or a source image that cannot be read, leaves `out` as it was."""
     source, out = Path(source), Path(out)
     files = list_images(source)
     if not files:
@@ -115,31 +147,53 @@ def build_testset(source: str | os.PathLike, out: str | os.PathLike, *, seed: in
             raise InterIRError(f"two source images share the name {f.stem!r}: {stems[f.stem]} and {f}")
         stems[f.stem] = f
     combos = [parse_combo(c) for c in combos]
-    _prepare_out(out, force)
-    tmp = out / f".{MANIFEST}.tmp"
-    bar = tqdm(total=len(files) * len(combos), desc="synth", unit="img", disable=not progress)
+    if not combos:
+        raise InterIRError("no degradation combinations given (--combos); use e.g. H+R+N,N")
+    _check_out(source, out, force)
+    parent = out.resolve().parent
+    check_writable_folder(parent, "staging folder of the set")
+    remove_stale_temporaries(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / temp_name(out.name, suffix="")
+    staging.mkdir()
+    bar = show_progress(total=len(files) * len(combos), desc="synth", unit="img", enabled=progress)
+    unreadable = []
     try:
-        with open(tmp, "w", encoding="utf-8") as manifest:
+        with open(staging / MANIFEST, "w", encoding="utf-8") as manifest:
             for f in files:
                 # degrade the 8-bit clean image that target/ holds, so target + record regenerate the input
-                clean8 = quantize(read_image(f))
+                try:
+                    clean8 = quantize(read_image(f))
+                except InterIRError as exc:
+                    unreadable.append(f)
+                    say(f"interir synth: {exc}")
+                    bar.update(len(combos))
+                    continue
+                if unreadable:
+                    bar.update(len(combos))
+                    continue  # nothing more is written once the set cannot be complete
                 clean = torch.from_numpy(clean8).permute(2, 0, 1).float() / 255.0
                 target = f"target/{f.stem}.png"
-                write_image(out / target, clean8)
+                write_image(staging / target, clean8)
                 for combo in combos:
                     degraded, p = degrade_combo(clean, combo, seed=name_seed(seed, f.stem, combo))
                     arr = quantize(degraded)
                     rel = f"{combo}/input/{f.stem}.png"
-                    write_image(out / rel, arr)
+                    write_image(staging / rel, arr)
                     rec = {"name": f.stem, "combo": combo, "input": rel, "target": target, "source": f.name,
                            "height": int(clean.shape[1]), "width": int(clean.shape[2]), "set_seed": seed,
                            **p, "pixels_sha256": pixels_sha256(arr)}
                     manifest.write(json.dumps(rec, sort_keys=True) + "\n")
                     bar.update(1)
-        os.replace(tmp, out / MANIFEST)
+            manifest.flush()
+            os.fsync(manifest.fileno())
+        if unreadable:
+            raise InterIRError(f"{len(unreadable)} of {len(files)} source images cannot be read (listed above); "
+                               f"nothing was written to {out}: fix or remove them and run again")
+        _commit(staging, out)
     finally:
         bar.close()
-        tmp.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return out / MANIFEST
 
 

@@ -59,8 +59,8 @@ class ExplainableConv(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 3, groups: int = 1, bias: bool = True, tau: float = 0.5):
         super().__init__()
-        if kernel_size % 2 != 1:
-            raise ValueError(f"ExplainableConv: kernel_size must be odd, got {kernel_size}")
+        if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size % 2 != 1:
+            raise ValueError(f"ExplainableConv: kernel_size must be an odd integer, got {kernel_size!r}")
         if cin % groups or cout % groups:
             raise ValueError(f"ExplainableConv: groups={groups} must divide cin={cin} and cout={cout}")
         self.in_channels, self.out_channels, self.kernel_size, self.groups, self.tau = cin, cout, kernel_size, groups, tau

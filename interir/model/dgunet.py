@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn as nn
@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interir.errors import InterIRError
-from interir.model.inputs import check_image_batch, pad_bottom_right
+from interir.model.inputs import check_image_batch, in_network_dtype, pad_bottom_right
 from interir.model.zoo import config_from_preset
+from interir.validation import expect_bool, expect_float, expect_int, expect_mapping
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,15 @@ class DGUNetConfig:
     extra: dict = field(default_factory=dict, compare=False)  # free-form metadata (preset name, …)
 
     def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int):
+                expect_int(f"DGUNet option {f.name}", value)
+            elif f.type in ("bool", bool):
+                expect_bool(f"DGUNet option {f.name}", value)
+            elif f.type in ("float", float):
+                object.__setattr__(self, f.name, expect_float(f"DGUNet option {f.name}", value))
+        expect_mapping("DGUNet option extra", self.extra)
         positive = ("in_c", "out_c", "n_feat", "kernel_size", "reduction", "unet_depth", "subspace_dim",
                     "resblock_feats")
         bad = [name for name in positive if getattr(self, name) < 1]
@@ -419,6 +429,9 @@ class DGUNet(nn.Module):
         to last]) — the last is the restored image itself."""
         if self.validate_inputs:
             self.check_input(x)
+        return in_network_dtype(self, self._forward, x, return_stages)
+
+    def _forward(self, x: Tensor, return_stages: bool):
         h, w = x.shape[-2:]
         y = self._pad(x)
         # stage 1: gradient step from z = y, then a U-Net without cross-stage inputs

@@ -34,3 +34,32 @@ def pad_bottom_right(x: Tensor, height: int, width: int) -> Tensor:
         return x
     mode = "reflect" if x.shape[-2] > ph and x.shape[-1] > pw else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def in_network_dtype(network: torch.nn.Module, forward, x: Tensor, *args, **kwargs):
+    """forward(x, ...) with x in the network's own floating-point dtype, results returned in x's dtype.
+
+    A float64 image into a float32 network (or float32 into a .double() one) is converted instead of failing
+    deep inside a convolution; under autocast the input is left as it is.
+    """
+    own = next((p.dtype for p in network.parameters() if p.is_floating_point()), x.dtype)
+    if x.dtype == own or torch.is_autocast_enabled(x.device.type):
+        return forward(x, *args, **kwargs)
+    result = forward(x.to(own), *args, **kwargs)
+
+    def back(value):
+        if isinstance(value, Tensor):
+            return value.to(x.dtype)
+        if isinstance(value, (list, tuple)):
+            return type(value)(back(v) for v in value)
+        return value
+
+    return back(result)
+
+
+def check_finite_output(y: Tensor, network: str = "the model") -> Tensor:
+    """Raise InterIRError unless every value of a network's output is finite (returns y)."""
+    if not bool(torch.isfinite(y).all()):
+        raise InterIRError(f"{network}'s output holds NaN or Inf values (are the checkpoint's weights broken?); "
+                           f"nothing was written")
+    return y

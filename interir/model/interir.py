@@ -13,8 +13,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from interir import ops
-from interir.model.inputs import check_image_batch, pad_bottom_right
+from interir.model.inputs import check_image_batch, in_network_dtype, pad_bottom_right
 from interir.model.blocks import Convs, EPBlock, ExplainableConv, frobenius_normalize
+from interir.validation import expect_bool, expect_float, expect_int, expect_mapping
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,17 @@ class InterIRConfig:
     in_channels: int = 3
     scale: int = 4  # PixelUnshuffle factor
     extra: dict = field(default_factory=dict, compare=False)  # free-form metadata (preset name, …)
+
+    def __post_init__(self):
+        """Every field checked (one InterIRError line naming it); numbers normalised to int/float."""
+        name = "InterIR option"
+        for key, low in (("channels", 1), ("num_blocks", 0), ("expand", 1), ("in_channels", 1), ("scale", 1)):
+            object.__setattr__(self, key, expect_int(f"{name} {key}", getattr(self, key), minimum=low))
+        for key in ("explainable", "additive_resm", "weighted_dmum", "depthwise"):
+            expect_bool(f"{name} {key}", getattr(self, key))
+        object.__setattr__(self, "tau", expect_float(f"{name} tau", self.tau, minimum=0, open_min=True))
+        object.__setattr__(self, "eta_init", expect_float(f"{name} eta_init", self.eta_init))
+        expect_mapping(f"{name} extra", self.extra)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,6 +190,9 @@ class InterIR(nn.Module):
         (each IPBlock's X and the final X mapped through the up path, Î_k = D + Up(X_k))."""
         if self.validate_inputs:
             self.check_input(d)
+        return in_network_dtype(self, self._forward, d, return_stages)
+
+    def _forward(self, d: Tensor, return_stages: bool):
         hh, ww = d.shape[-2:]
         dp = self._pad(d)
         dd, m, p1, p2 = self.embed(dp)

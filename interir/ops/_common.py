@@ -13,6 +13,20 @@ def check(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def shape_text(value) -> str:
+    return f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+
+
+def scalar_tensor(name: str, value, like: Tensor) -> Tensor:
+    """A 0-dim tensor on `like`'s device from a one-element tensor or a Python number (finite)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = torch.tensor(float(value), dtype=torch.float64 if like.dtype == torch.float64 else torch.float32)
+    check(isinstance(value, Tensor), f"{name} must be a number or a one-element tensor, got {type(value).__name__}")
+    check(value.numel() == 1, f"{name} must have one element, got {value.numel()}")
+    check(value.is_floating_point(), f"{name} must be floating point, got {value.dtype}")
+    return value.reshape(()).to(device=like.device)
+
+
 def float_dtype_of(name: str, t: Tensor) -> torch.dtype:
     check(t.dtype in FLOAT_DTYPES, f"{name} must be a floating-point tensor, got {t.dtype}")
     return t.dtype

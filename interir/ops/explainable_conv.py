@@ -6,13 +6,14 @@ is itself an op of the same backend. `define_backend` is how a backend (referenc
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
 from interir.ops import backends
-from interir.ops._common import autocast_dtype, check, float_dtype_of
+from interir.ops._common import shape_text, autocast_dtype, check, float_dtype_of, scalar_tensor
 
 
 def _attention_dtype(x: Tensor) -> torch.dtype:
@@ -112,12 +113,17 @@ def explainable_attention(
     x: B×Cin×H×W float, theta: 1-element tensor → A: B×Cin×k×k, float32 (float64 for float64 x).
     Gradients reach x and θ through the straight-through surrogate sigmoid((x − θ)/τ).
     """
-    check(x.dim() == 4, f"explainable_attention: x must be 4-D B×C×H×W, got shape {tuple(x.shape)}")
+    check(isinstance(x, Tensor) and x.dim() == 4,
+          f"explainable_attention: x must be a 4-D B×C×H×W tensor, got {shape_text(x)}")
     float_dtype_of("explainable_attention: x", x)
-    check(theta.numel() == 1, f"explainable_attention: theta must have one element, got {theta.numel()}")
-    check(kernel_size >= 1, f"explainable_attention: kernel_size must be ≥ 1, got {kernel_size}")
-    check(tau > 0, f"explainable_attention: tau must be > 0, got {tau}")
-    theta = theta.reshape(()).to(device=x.device)
+    check(min(x.shape[1:]) >= 1, f"explainable_attention: x needs C, H, W ≥ 1, got shape {tuple(x.shape)}")
+    theta = scalar_tensor("explainable_attention: theta", theta, x)
+    check(isinstance(kernel_size, int) and not isinstance(kernel_size, bool) and kernel_size >= 1,
+          f"explainable_attention: kernel_size must be an integer ≥ 1, got {kernel_size!r}")
+    check(isinstance(tau, (int, float)) and not isinstance(tau, bool) and math.isfinite(tau) and tau > 0,
+          f"explainable_attention: tau must be a finite number > 0, got {tau!r}")
+    if x.shape[0] == 0:
+        backend = "reference"  # an empty batch: nothing to compute, whatever the backend
     return backends.dispatch(
         "explainable_attention", x.device, backend, x.contiguous(), theta, int(kernel_size), float(tau)
     )
@@ -137,9 +143,12 @@ def modulated_conv(
     x: B×Cin×H×W, weight: Cout×(Cin/groups)×k×k (k odd), bias: Cout or None, attn: B×Cin×k×k → B×Cout×H×W
     in x's dtype (the autocast dtype under autocast).
     """
-    check(x.dim() == 4, f"modulated_conv: x must be 4-D B×C×H×W, got shape {tuple(x.shape)}")
+    check(isinstance(x, Tensor) and x.dim() == 4, f"modulated_conv: x must be a 4-D B×C×H×W tensor, got {shape_text(x)}")
     float_dtype_of("modulated_conv: x", x)
-    check(weight.dim() == 4, f"modulated_conv: weight must be 4-D Cout×Cin×k×k, got {tuple(weight.shape)}")
+    check(min(x.shape[1:]) >= 1, f"modulated_conv: x needs C, H, W ≥ 1, got shape {tuple(x.shape)}")
+    check(isinstance(weight, Tensor) and weight.dim() == 4,
+          f"modulated_conv: weight must be a 4-D Cout×Cin×k×k tensor, got {shape_text(weight)}")
+    check(isinstance(groups, int) and not isinstance(groups, bool), f"modulated_conv: groups must be an integer, got {groups!r}")
     k = weight.shape[-1]
     check(weight.shape[-2] == k and k % 2 == 1, f"modulated_conv: kernel must be square and odd, got {k}")
     b, cin = x.shape[:2]
@@ -153,6 +162,8 @@ def modulated_conv(
           f"modulated_conv: bias must have shape ({weight.shape[0]},), got {None if bias is None else tuple(bias.shape)}")
     dtype = autocast_dtype(x.device.type) or x.dtype
     x, weight = x.to(dtype).contiguous(), weight.to(dtype).contiguous()
+    if b == 0:
+        backend = "reference"  # an empty batch: nothing to compute, whatever the backend
     return backends.dispatch("modulated_conv", x.device, backend, x, weight, bias, attn.contiguous(), int(groups))
 
 

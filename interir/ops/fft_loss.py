@@ -52,11 +52,14 @@ def fft_l1_loss(pred: Tensor, target: Tensor, *, backend: str | None = None) -> 
     2-D FFT over the last two axes, and everything is computed in float32 (float64 for float64 input).
     pred, target: same shape (…×H×W, at least 2-D) → 0-dim tensor.
     """
+    check(isinstance(pred, Tensor) and isinstance(target, Tensor), "fft_l1_loss: pred and target must be tensors")
     check(pred.shape == target.shape,
           f"fft_l1_loss: pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
     check(pred.dim() >= 2, f"fft_l1_loss: inputs must be at least 2-D, got shape {tuple(pred.shape)}")
     float_dtype_of("fft_l1_loss: pred", pred)
     float_dtype_of("fft_l1_loss: target", target)
+    check(pred.numel() > 0, f"fft_l1_loss: the inputs are empty (shape {tuple(pred.shape)}); the mean of nothing "
+                            f"is undefined")
     acc = _loss_dtype(pred)
     return backends.dispatch(
         "fft_l1_loss", pred.device, backend, pred.to(acc).contiguous(), target.to(acc).contiguous()

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from interir.ops import backends
-from interir.ops._common import check, common_dtype, float_dtype_of
+from interir.ops._common import shape_text, check, common_dtype, float_dtype_of, scalar_tensor
 
 
 def define_backend(
@@ -97,7 +97,8 @@ def define_backend(
 
 
 def _check_kron(name: str, x: Tensor, p1: Tensor, p2: Tensor) -> None:
-    check(x.dim() == 4, f"{name}: x must be 4-D B×C×h×w, got shape {tuple(x.shape)}")
+    check(isinstance(x, Tensor) and x.dim() == 4, f"{name}: x must be a 4-D B×C×h×w tensor, got {shape_text(x)}")
+    check(isinstance(p1, Tensor) and isinstance(p2, Tensor), f"{name}: P1 and P2 must be tensors")
     float_dtype_of(f"{name}: x", x)
     b, c, h, w = x.shape
     check(tuple(p1.shape) == (b, c, h, h), f"{name}: P1 must be {(b, c, h, h)} for x {tuple(x.shape)}, got {tuple(p1.shape)}")
@@ -120,6 +121,12 @@ def kron_gram(p1: Tensor, p2: Tensor) -> tuple[Tensor, Tensor]:
 
     Computed once per RESM and shared by its two uses of PᵀP.
     """
+    check(isinstance(p1, Tensor) and p1.dim() >= 2 and p1.shape[-1] == p1.shape[-2],
+          f"kron_gram: P1 must be a stack of square h×h matrices, got {shape_text(p1)}")
+    check(isinstance(p2, Tensor) and p2.dim() >= 2 and p2.shape[-1] == p2.shape[-2],
+          f"kron_gram: P2 must be a stack of square w×w matrices, got {shape_text(p2)}")
+    check(p1.shape[:-2] == p2.shape[:-2],
+          f"kron_gram: P1 and P2 must share their leading B×C shape, got {tuple(p1.shape)} and {tuple(p2.shape)}")
     return p1.transpose(-1, -2) @ p1, p2 @ p2.transpose(-1, -2)
 
 
@@ -136,10 +143,9 @@ def kron_step(
     x, f, r: B×C×h×w; gram1: B×C×h×h; gram2: B×C×w×w; eta: 1-element tensor → B×C×h×w.
     """
     _check_kron("kron_step", f, gram1, gram2)
-    check(x.shape == f.shape and r.shape == f.shape,
+    check(isinstance(x, Tensor) and isinstance(r, Tensor) and x.shape == f.shape and r.shape == f.shape,
           f"kron_step: x, f, r must share one shape, got {tuple(x.shape)}, {tuple(f.shape)}, {tuple(r.shape)}")
-    check(eta.numel() == 1, f"kron_step: eta must have one element, got {eta.numel()}")
     dtype = common_dtype(x, f, gram1, gram2, r)
     x, f, gram1, gram2, r = (t.to(dtype).contiguous() for t in (x, f, gram1, gram2, r))
-    eta = eta.reshape(()).to(device=x.device, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    eta = scalar_tensor("kron_step: eta", eta, x).to(torch.float64 if dtype == torch.float64 else torch.float32)
     return backends.dispatch("kron_step", x.device, backend, x, f, gram1, gram2, r, eta)

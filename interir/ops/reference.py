@@ -40,7 +40,7 @@ def explainable_attention(x: Tensor, theta: Tensor, kernel_size: int, tau: float
     mask = soft + ((z > 0).to(acc) - soft).detach()  # forward: hard mask; backward: sigmoid's
     pooled = F.adaptive_avg_pool2d(mask, (kernel_size, kernel_size))
     b, c = x.shape[:2]
-    attn = torch.softmax(pooled.reshape(b, c, -1), dim=-1) * kernel_size**2
+    attn = torch.softmax(pooled.reshape(b, c, kernel_size**2), dim=-1) * kernel_size**2
     return attn.reshape(b, c, kernel_size, kernel_size)
 
 
@@ -51,8 +51,8 @@ def explainable_attention_backward(
     k = attn.shape[-1]
     acc = attn.dtype
     b, c, hh, ww = x.shape
-    g = grad_attn.to(acc).reshape(b, c, -1)
-    s = attn.reshape(b, c, -1) / k**2  # the softmax itself
+    g = grad_attn.to(acc).reshape(b, c, k * k)
+    s = attn.reshape(b, c, k * k) / k**2  # the softmax itself
     # softmax backward, times the k² scale: dp = k²·s ⊙ (g − Σ g·s)
     grad_pooled = (k**2 * s * (g - (g * s).sum(-1, keepdim=True))).reshape(b, c, k, k)
     rh = adaptive_pool_matrix(hh, k, dtype=acc, device=x.device)
@@ -85,6 +85,8 @@ def modulated_conv(x: Tensor, weight: Tensor, bias: Tensor | None, attn: Tensor,
     """
     b, cin, hh, ww = x.shape
     cout, k = weight.shape[0], weight.shape[-1]
+    if b == 0:  # an empty batch: nothing to convolve (a grouped conv cannot have 0 groups)
+        return x.new_zeros((0, cout, hh, ww))
     w = _modulated_weight(weight, attn, groups).to(x.dtype)
     y = F.conv2d(x.reshape(1, b * cin, hh, ww), w, None, padding=k // 2, groups=b * groups)
     y = y.reshape(b, cout, hh, ww)
@@ -103,6 +105,8 @@ def modulated_conv_backward(
     """
     b, cin, hh, ww = x.shape
     cout, cin_g, k, _ = weight.shape
+    if b == 0:
+        return torch.zeros_like(x), torch.zeros_like(weight), torch.zeros_like(attn), weight.new_zeros(cout)
     g = grad_y.to(x.dtype).reshape(1, b * cout, hh, ww)
     xs = x.reshape(1, b * cin, hh, ww)
     kernel = _modulated_weight(weight, attn, groups).to(x.dtype)
