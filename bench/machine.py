@@ -10,8 +10,7 @@ from pathlib import Path
 
 import torch
 
-# glibc settings for CPU timings (shared/DESIGN.md): with the defaults, page-fault churn made one peer
-# model's 256² latency swing from 4.6 s to 10.2 s between runs
+# glibc settings for CPU timings (bench/README.md)
 CPU_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 RECORDED_ENV = (*CPU_MALLOC_ENV, "OMP_NUM_THREADS", "TRITON_INTERPRET", "INTERIR_BACKEND",
                 "INTERIR_TRITON_AUTOTUNE", "INTERIR_CUDA_EMULATE", "CUDA_VISIBLE_DEVICES")

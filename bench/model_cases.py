@@ -1,6 +1,7 @@
 """The model benchmark cases: which networks, sizes and modes run on a device, and the calls that run them.
 
-- Networks: InterIR `paper` and the DGUNet baseline `dgunet` (smoke: `tiny` and `dgunet-tiny`).
+- Networks: every registered model at its default preset (InterIR `paper`, the DGUNet baseline `dgunet`); smoke
+  runs take each one's smallest preset (`tiny`, `dgunet-tiny`).
 - Training step: forward + the project's loss (interir.losses.TrainingLoss: L1 + 0.1·FFT-L1 for InterIR, DGUNet's
   multi-stage loss for DGUNet) + backward + gradient clipping + Adam step, with the paper recipe's settings
   (interir.config.DEFAULTS); no scheduler or EMA. bf16 = bfloat16 autocast around the forward, as
@@ -23,12 +24,12 @@ import torch.nn as nn
 
 from interir import ops
 from interir.config import DEFAULTS
-from interir.model.zoo import build
+from interir.model import build, model_entry, model_names
 from interir.profile import count_macs_all, count_macs_hooks, count_parameters
 from interir.losses import TrainingLoss as Loss
 
-NETWORKS = {"interir": "paper", "dgunet": "dgunet"}
-SMOKE_PRESETS = {"interir": "tiny", "dgunet": "dgunet-tiny"}
+NETWORKS = {name: model_entry(name).default_preset for name in model_names()}  # every registered model
+SMOKE_PRESETS = {name: model_entry(name).smallest_preset for name in model_names()}
 NO_BACKEND = "-"  # the mode backend of a network that calls none of interir's ops
 TRAIN_BATCH, TRAIN_SIZE = 32, 256
 INFER_SIZES = (256, 512, 1024)
@@ -72,7 +73,7 @@ def model_plan(device_type: str, *, smoke: bool = False, full_shapes: bool = Fal
 
 def modes(network: str) -> list[tuple[str, bool]]:
     """(backend, compiled) of every mode of `network`, eager first."""
-    backends = ops.BACKENDS if network == "interir" else (NO_BACKEND,)
+    backends = ops.BACKENDS if model_entry(network).uses_ops else (NO_BACKEND,)
     return [(b, compiled) for b in backends for compiled in (False, True)]
 
 
@@ -120,7 +121,7 @@ def make_train_step(base: nn.Module, network: str, x: torch.Tensor, y: torch.Ten
     tcfg = DEFAULTS["train"]
     optim = tcfg["optim"]
     optimizer = torch.optim.Adam(model.parameters(), lr=optim["lr"], betas=tuple(optim["betas"]))
-    loss_fn = Loss(tcfg["loss"], network)
+    loss_fn = Loss(tcfg["loss"], model_entry(network))
     net = torch.compile(model) if compiled else model
     clip = tcfg["grad_clip"]
 

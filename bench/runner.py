@@ -7,7 +7,7 @@
 Writes bench/results/<date>_<device>_<commit>.json (every figure, the device, versions, commit, command)
 and a markdown summary beside it, printed last. A case that fails (out of memory, a backend refusing an
 input) is recorded with its error and the run goes on; a case that is not run is recorded with the reason.
-On the CPU the runner restarts itself once with glibc's malloc tuned for stable timings (shared/DESIGN.md).
+On the CPU the runner restarts itself once with glibc's malloc tuned for stable timings (bench/README.md).
 """
 from __future__ import annotations
 
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, restart: boo
     report["backends"] = backend_status(device, requested)
     report["notes"] = []
     if device.type == "cpu" and _malloc_env_missing():
-        report["notes"].append("CPU timings without the malloc settings of shared/DESIGN.md (no restart)")
+        report["notes"].append("CPU timings without the malloc settings of bench/README.md (no restart)")
     log(f"bench: {report['device']['name']} ({device}), backends: "
         + ", ".join(b for b, why in report["backends"].items() if why is None))
     report["ceilings"] = measure_ceilings(device, smoke=args.smoke, repeats=1 if args.smoke else args.repeats)

@@ -1,5 +1,5 @@
 // Python bindings of interir._C: every argument is checked here (device, dtype, contiguity, shape), with a message
-// naming the argument, before the launchers of ops.h run on the current stream. interir/ops/_cuda_ops.py
+// naming the argument, before the launchers of ops.h run on the current stream. interir/ops/cuda.py
 // registers these functions as the torch.library ops of the `cuda` backend.
 #include <torch/extension.h>
 

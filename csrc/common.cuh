@@ -2,8 +2,9 @@
 // deterministic block reduction.
 //
 // Every kernel body is a plain function of its thread's coordinates (marked INTERIR_HD), so the same code is
-// compiled twice: by nvcc into the CUDA kernels (cuda_launchers_*.cu) and by the host compiler into the
-// "host emulation" (host_launchers.cpp), which runs the very same per-thread functions in loops on CPU tensors
+// compiled twice: by nvcc into the CUDA kernels (cuda_ops.cu, with executor_cuda.cuh) and by the host compiler
+// into the "host emulation" (host_ops.cpp, with executor_host.h), which runs the very same per-thread functions
+// in loops on CPU tensors
 // so that the test suite can check the kernels' arithmetic and indexing on machines without a GPU.
 #pragma once
 

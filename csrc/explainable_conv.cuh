@@ -1,4 +1,4 @@
-// Per-thread bodies of the explainable convolution (SPEC §2): the attention A = k²·softmax(pool(1[x > θ]))
+// Per-thread bodies of the explainable convolution (docs/model.md): the attention A = k²·softmax(pool(1[x > θ]))
 // and the per-sample modulated convolution y[b,o] = Σ_{c,t} W[o,c,t]·A[b,c,t]·x[b,c,·+t] + bias[o], with
 // one batch-shared weight (no per-sample weight tensor). Layouts are contiguous NCHW; W is Cout×(Cin/g)×k×k.
 #pragma once

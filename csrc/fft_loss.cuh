@@ -1,4 +1,4 @@
-// Per-thread bodies of the frequency loss (SPEC §3) on the half spectrum D = rfft2(pred − target), read as
+// Per-thread bodies of the frequency loss (docs/model.md) on the half spectrum D = rfft2(pred − target), read as
 // float32 (Re, Im) pairs of shape …×H×Wh×2 with Wh = ⌊W/2⌋ + 1.
 //
 // Columns 1 … ⌈W/2⌉−1 have a mirror twin in the missing half and count twice; column 0 and, for even W,

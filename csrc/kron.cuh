@@ -1,4 +1,4 @@
-// Per-thread bodies of the Kronecker-factored operator (SPEC §1): batched small matrix products per (b, c).
+// Per-thread bodies of the Kronecker-factored operator (docs/model.md): batched small matrix products per (b, c).
 // P(X) = P1·X·P2 is two products; the launchers (ops_impl.h) chain them through a float32 intermediate.
 #pragma once
 

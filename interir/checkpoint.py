@@ -23,7 +23,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from interir.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from interir.errors import InterIRError
-from interir.model.zoo import build, model_spec
+from interir.model import build, model_spec
 from interir.validation import expect_int, plain_file_name
 
 FORMAT = "interir/1"

@@ -1,4 +1,5 @@
-"""Experiment configuration: YAML files with BasicSR-like keys, merged over the paper recipe (SPEC §5).
+"""Experiment configuration: YAML files with BasicSR-like keys, merged over the paper recipe
+(docs/model.md, training recipe).
 
     cfg = load_config("configs/mdir_small.yml", overrides=["train.total_iter=100", "model.preset=tiny"])
 
@@ -16,10 +17,11 @@ import yaml
 
 from interir.data.degrade import parse_combo
 from interir.errors import InterIRError
+from interir.losses import LOSSES
 from interir.validation import (expect_bool, expect_choice, expect_float, expect_int, expect_mapping, expect_str,
                                 relative_inside)
 
-# The paper recipe (SPEC §5); YAML files override any of it.
+# The paper recipe (docs/model.md, training recipe); YAML files override any of it.
 DEFAULTS: dict[str, Any] = {
     "name": "experiment",
     "seed": 0,
@@ -45,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
         "total_iter": 300_000,
         "optim": {"type": "Adam", "lr": 5e-4, "betas": [0.9, 0.999], "weight_decay": 0.0},
         "scheduler": {"type": "cosine", "eta_min": 1e-6},  # cosine | constant
-        # auto: l1_fft for InterIR, dgunet for DGUNet | l1_fft: l1·L1 + fft·FFT-L1 (SPEC §3) | dgunet: multi-stage
+        # auto: l1_fft for InterIR, dgunet for DGUNet | l1_fft: l1·L1 + fft·FFT-L1 (docs/model.md) | dgunet: multi-stage
         "loss": {"type": "auto", "l1": 1.0, "fft": 0.1},
         "grad_clip": 1.0,  # max gradient norm; 0 disables
         "ema_decay": 0.999,  # 0 disables the EMA copy
@@ -191,7 +193,7 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
     expect_choice("train.scheduler.type", sch["type"], ("cosine", "constant"))
     sch["eta_min"] = expect_float("train.scheduler.eta_min", sch.get("eta_min", 1e-6), minimum=0)
     loss = expect_mapping("train.loss", t["loss"])
-    expect_choice("train.loss.type", loss.get("type", "auto"), ("auto", "l1_fft", "dgunet"))
+    expect_choice("train.loss.type", loss.get("type", "auto"), ("auto", *LOSSES))
     for key in ("l1", "fft"):
         loss[key] = expect_float(f"train.loss.{key}", loss.get(key, 0.0), minimum=0)
     t["grad_clip"] = expect_float("train.grad_clip", t["grad_clip"], minimum=0)

@@ -4,7 +4,7 @@
     interir eval model.safetensors --synthetic photos/ --seed 0     # build the 7-combination set on the fly
     interir eval model.safetensors --data Rain100L --y-channel      # a paired folder: one row
 
-Metrics follow SPEC §6 (interir.metrics: BasicSR's rounding, RGB by default, the Y channel for deraining).
+Metrics follow docs/model.md (interir.metrics: BasicSR's rounding, RGB by default, the Y channel for deraining).
 Each row also gives the degraded input's PSNR/SSIM, so the gain is visible. Results are printed and saved
 as results.csv and results.json (atomically) in --out.
 """

@@ -89,34 +89,20 @@ class Explanation:
     blocks: list[BlockView]  # empty when the model has no explainable convs
     step_sizes: list[float] | None
     step_labels: list[str]
-    eta_init: float | None
-
-
-def _is_interir(model) -> bool:
-    return hasattr(model, "blocks") and hasattr(model, "final") and callable(getattr(model, "explainable_convs", None))
+    eta_init: float | None  # the step sizes' initial value (a reference line), when the model has one
+    stage_text: str = ""  # the model's own paragraph on what its stages are (HTML)
+    step_text: str = ""  # and on what its step sizes are
 
 
 def explainable_convs(model) -> list:
-    fn = getattr(model, "explainable_convs", None)
-    return list(fn()) if callable(fn) else []
-
-
-def _block_of(name: str) -> tuple[str, str, str]:
-    """(key, block label, conv label) of an explainable conv's module name."""
-    parts = name.split(".")
-    if parts[-1] == "conv2":  # the EPBlock's 3×3 conv: name it by its EPBlock
-        parts = parts[:-1]
-    if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit():
-        i = int(parts[1])
-        return f"{i + 1:02d}", f"IPBlock {i + 1}", " ".join(p.upper() for p in parts[2:]) or name
-    if parts[0] == "final":
-        return "final", "final RESM", "RESM " + " ".join(p.upper() for p in parts[1:])
-    return parts[0], parts[0], " ".join(p.upper() for p in parts[1:]) or name
+    """(name, module) of a network's explainable convs (the protocol of interir.model.protocol)."""
+    return model.explainable_convs()
 
 
 @torch.no_grad()
 def explain_image(model, image: Tensor, device: torch.device | str = "cpu") -> Explanation:
-    """Run `model` once on a 3×H×W image and collect stages, masks, attention and step sizes."""
+    """Run `model` (a network of the zoo: interir.model.protocol) once on a 3×H×W image and collect stages,
+    masks, attention and step sizes."""
     convs = explainable_convs(model)
     if convs:
         model.record_explanations(True)
@@ -127,26 +113,17 @@ def explain_image(model, image: Tensor, device: torch.device | str = "cpu") -> E
         for name, mod in convs:
             if mod.last_attention is None or mod.last_mask is None:
                 continue
-            key, blabel, clabel = _block_of(name)
+            key, blabel, clabel = model.explanation_group(name)
             blocks.setdefault(key, BlockView(key, blabel)).convs.append(
                 ConvView(name, clabel, mod.last_attention[0].float().cpu(), mod.last_mask[0, 0].float().cpu()))
     finally:
         if convs:
             model.record_explanations(False)
-    k = len(stages)
-    if _is_interir(model):
-        stage_labels = [f"after IPBlock {i + 1}" for i in range(k - 1)] + ["after final RESM (output)"]
-    else:
-        stage_labels = [f"stage {i + 1}" for i in range(k - 1)] + [f"stage {k} (output)"]
-    steps = model.step_sizes() if callable(getattr(model, "step_sizes", None)) else None
-    if steps is not None and _is_interir(model):
-        step_labels = [f"RESM {i + 1}" for i in range(len(steps) - 1)] + ["final"]
-    else:
-        step_labels = [f"stage {i + 1}" for i in range(len(steps or []))]
-    cfg = getattr(model, "cfg", None)
-    eta_init = getattr(cfg, "eta_init", None)
+    steps = model.step_sizes()
     return Explanation(image.cpu(), out[0].float().cpu().clamp(0, 1), [s[0].float().cpu().clamp(0, 1) for s in stages],
-                       stage_labels, list(blocks.values()), steps, step_labels, eta_init)
+                       model.stage_labels(len(stages)), list(blocks.values()), steps,
+                       model.step_labels() if steps is not None else [], model.initial_step_size,
+                       model.stage_text, model.step_text)
 
 
 def resize_max(img: Tensor, max_size: int) -> Tensor:
@@ -364,22 +341,14 @@ def build_html(ex: Explanation, info: dict, tsne_info: dict | None) -> str:
             _fig("input.png", "Input, as processed."), _fig("restored.png", "Restored output.")]
     n = len(ex.stages)
     out += ["<h2>Restored image after every stage</h2>"]
-    if info["is_interir"]:
-        out.append("<p>Each IPBlock is one iteration of the unfolded semi-smooth Newton solver "
-                   "(RESM: a gradient step on the restoration equation; DMUM: update of the degradation operator's "
-                   "Kronecker factors P1, P2; MUM: update of the Lagrange multiplier). Image <i>k</i> is "
-                   "Î<sub>k</sub> = D + Up(X<sub>k</sub>), the solver's estimate after <i>k</i> iterations mapped "
-                   "back to pixels; the last one, after the final RESM, is the output. <i>mean |change|</i> is the "
-                   "mean absolute change from the previous image (0–1 scale).</p>")
-    else:
-        out.append(f"<p>The image after each of the model's {n} stages; the last is the output. "
-                   "<i>mean |change|</i> is the mean absolute change from the previous image.</p>")
+    what = ex.stage_text or f"The image after each of the model's {n} stages; the last is the output."
+    out.append(f"<p>{what} <i>mean |change|</i> is the mean absolute change from the previous image (0–1 "
+               f"scale).</p>")
     out.append(_fig("stages.png", "All stages side by side."))
     out += [_fig(f"stage_{i + 1:02d}.png", e(label)) for i, label in enumerate(ex.stage_labels)]
     out.append("<h2>Step sizes</h2>")
     if ex.step_sizes is not None:
-        what = ("the learned η of every RESM's gradient step X ← X − η·V" if info["is_interir"]
-                else "the learned gradient step size of every stage")
+        what = ex.step_text or "the learned gradient step size of every stage"
         ref = f" The dashed line is the initial value {ex.eta_init:g}." if ex.eta_init is not None else ""
         out.append(_fig("step_sizes.png", f"Bar chart of {what}.{ref}"))
     else:
@@ -481,7 +450,7 @@ def run(args: argparse.Namespace) -> int:
         spec = meta.get("model", {})
         desc = f"{spec.get('name', type(model).__name__)} preset {spec.get('preset', '?')}"
         info = {"image_name": img_path.name, "checkpoint": str(ckpt), "model_desc": desc,
-                "width": img.shape[2], "height": img.shape[1], "is_interir": _is_interir(model),
+                "width": img.shape[2], "height": img.shape[1],
                 "resized_note": (f" (downscaled from {full.shape[2]}×{full.shape[1]} by --max-size)"
                                  if img.shape != full.shape else "")}
         tsne_info = _run_tsne(model, args, device, out) if args.tsne else None

@@ -1,4 +1,4 @@
-"""PSNR and SSIM exactly as BasicSR's `calculate_psnr` / `calculate_ssim` compute them (SPEC §6).
+"""PSNR and SSIM exactly as BasicSR's `calculate_psnr` / `calculate_ssim` compute them (docs/model.md).
 
     psnr(restored, clean, crop_border=0, test_y_channel=False) -> float (dB; inf for identical images)
     ssim(restored, clean, crop_border=0, test_y_channel=False) -> float
@@ -72,7 +72,7 @@ def _prepare(img1, img2, crop_border: int, test_y_channel: bool, input_order: st
 
 
 def rgb_to_y(img):
-    """BT.601 luma on the 0–255 scale, as BasicSR's to_y_channel (RGB order, SPEC §6).
+    """BT.601 luma on the 0–255 scale, as BasicSR's to_y_channel (RGB order, docs/model.md, evaluation).
 
     numpy H×W×3 (0–255, any dtype) → H×W×1 float32, with BasicSR's float32 round trip; other channel
     counts pass through as float32 (like BasicSR). torch (…×3×H×W float in [0, 1]) → (…×1×H×W) in [0, 1]

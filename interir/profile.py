@@ -1,4 +1,4 @@
-"""Efficiency figures of SPEC §7 and the `interir info` command.
+"""Efficiency figures of docs/model.md, efficiency figures and the `interir info` command.
 
 - parameters;
 - multiply-accumulates (MACs) for one input, counted two ways:
@@ -21,54 +21,10 @@ import time
 
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
+from torch.utils.flop_counter import FlopCounterMode
 
 from interir import ops
-from interir.model import DGUNET_PRESETS, PRESETS
-from interir.model.zoo import build
-
-_OPS_WITH_FLOPS = ("modulated_conv", "modulated_conv_backward", "kron_apply", "kron_apply_backward",
-                   "kron_step", "kron_step_backward")
-_registered: set[str] = set()
-
-
-def _modulated_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
-    b, _, h, w = x_shape
-    cout, cin_g, k, _ = w_shape
-    return 2 * b * cout * h * w * cin_g * k * k
-
-
-def _kron_flops(x_shape, p1_shape, p2_shape) -> int:
-    b, c, h, w = x_shape
-    return 2 * b * c * (h * w * w + h * h * w)
-
-
-def _flop_formula(name: str):
-    if name == "modulated_conv":
-        return _modulated_conv_flops
-    if name == "modulated_conv_backward":  # dx and the per-sample weight gradient: two convs
-        return lambda g, x, w, *a, out_shape=None, **k: 2 * _modulated_conv_flops(x, w)
-    if name == "kron_apply":
-        return lambda x, p1, p2, *a, out_shape=None, **k: _kron_flops(x, p1, p2)
-    if name == "kron_apply_backward":  # dX, dP1, dP2: two products each, one shared
-        return lambda g, x, p1, p2, *a, out_shape=None, **k: 3 * _kron_flops(x, p1, p2)
-    if name == "kron_step":
-        return lambda x, f, g1, g2, *a, out_shape=None, **k: _kron_flops(f, g1, g2)
-    if name == "kron_step_backward":
-        return lambda g, f, g1, g2, *a, out_shape=None, **k: 3 * _kron_flops(f, g1, g2)
-    raise KeyError(name)
-
-
-def register_op_flops() -> None:
-    """Teach FlopCounterMode the cost of every interir custom op defined so far (idempotent)."""
-    for backend in ops.BACKENDS:
-        for name in _OPS_WITH_FLOPS:
-            qualified = f"{name}_{backend}"
-            if qualified in _registered or not hasattr(torch.ops.interir, qualified):
-                continue
-            register_flop_formula(getattr(torch.ops.interir, qualified))(_flop_formula(name))
-            _registered.add(qualified)
-
+from interir.model import all_presets, build, entry_of_preset
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
@@ -82,8 +38,8 @@ def _meta_copy(model: nn.Module) -> nn.Module:
 
 
 def count_macs_all(model: nn.Module, input_shape=(1, 3, 256, 256)) -> int:
-    """MACs of one forward, every matrix-class product included (see module doc)."""
-    register_op_flops()
+    """MACs of one forward, every matrix-class product included (see module doc): what FlopCounterMode counts,
+    since every interir op carries its flop formula (interir/ops/*.py)."""
     meta = _meta_copy(model)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         meta(torch.empty(input_shape, device="meta"))
@@ -139,8 +95,8 @@ def measure_latency(model: nn.Module, size: int = 256, repeats: int = 5, warmup:
 
 
 def profile_preset(preset: str, size: int = 256, repeats: int = 5, latency: bool = True, **overrides) -> dict:
-    """Every figure of SPEC §7 for one preset (InterIR's or DGUNet's), as a JSON-able dict."""
-    name = "dgunet" if preset in DGUNET_PRESETS else "interir"
+    """Every figure of docs/model.md, efficiency figures for one preset (InterIR's or DGUNet's), as a JSON-able dict."""
+    name = entry_of_preset(preset).name
     model = build({"name": name, "preset": preset, **overrides})
     shape = (1, 3, size, size)
     report = {
@@ -190,8 +146,9 @@ def backend_status(name: str, reason: str | None) -> str:
 
 # ------------------------------------------------------------------------------------------------ CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="paper", choices=[*PRESETS, *DGUNET_PRESETS],
-                        help="model preset: InterIR's paper/small/tiny or DGUNet's (default: paper)")
+    parser.add_argument("--preset", default="paper", choices=list(all_presets()),
+                        help="a preset of any registered model: InterIR's paper/small/tiny, DGUNet's dgunet/"
+                             "dgunet-derain/dgunet-tiny (default: paper)")
     parser.add_argument("--size", type=int, default=256, help="input side for MACs and latency (default: 256)")
     parser.add_argument("--repeats", type=int, default=5, help="timed forwards for the latency median (default: 5)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the latency (default: torch's)")

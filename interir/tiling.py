@@ -28,29 +28,18 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["restore_tiled", "tile_starts", "blend_profile", "model_multiple", "pad_to_multiple"]
+from interir.model.inputs import pad_to_multiple
+from interir.model.protocol import RestorationModel
+
+__all__ = ["restore_tiled", "tile_starts", "blend_profile", "axis_weights", "model_multiple", "pad_to_multiple"]
 
 
 def model_multiple(model) -> int:
-    """The multiple a model pads its input to: `model.pad_multiple`, else `model.cfg.multiple` (DGUNet: 8),
-    else `model.cfg.scale` (InterIR: 4), else 1."""
-    cfg = getattr(model, "cfg", None)
-    for m in (getattr(model, "pad_multiple", None), getattr(cfg, "multiple", None), getattr(cfg, "scale", None)):
-        if isinstance(m, int) and m > 0:
-            return m
-    return 1
-
-
-def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Pad B×C×H×W at the bottom/right to multiples of `multiple`, as InterIR does (reflect, else replicate)."""
-    ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if x.shape[-2] > ph and x.shape[-1] > pw else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
+    """The multiple a network of the zoo pads its input to (its `padding_multiple`: InterIR 4, DGUNet 8);
+    1 for any other module."""
+    return model.padding_multiple if isinstance(model, RestorationModel) else 1
 
 
 def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
@@ -90,7 +79,7 @@ def blend_profile(size: int, overlap: int, lower_inner: bool, upper_inner: bool,
     return w
 
 
-def _axis_weights(length: int, starts: list[int], tile: int, overlap: int) -> list[Tensor]:
+def axis_weights(length: int, starts: list[int], tile: int, overlap: int) -> list[Tensor]:
     """Per-tile 1-D profiles along one axis, normalised so that they sum to 1 at every position."""
     sizes = [min(tile, length - s) for s in starts]
     profiles = [blend_profile(sz, overlap, i > 0, i < len(starts) - 1) for i, sz in enumerate(sizes)]
@@ -131,7 +120,7 @@ def restore_tiled(model: Callable[[Tensor], Tensor], image: Tensor, tile: int = 
     x = pad_to_multiple(image, mult)
     hp, wp = x.shape[-2:]
     ys, xs = tile_starts(hp, tile, overlap, mult), tile_starts(wp, tile, overlap, mult)
-    wy, wx = _axis_weights(hp, ys, tile, overlap), _axis_weights(wp, xs, tile, overlap)
+    wy, wx = axis_weights(hp, ys, tile, overlap), axis_weights(wp, xs, tile, overlap)
     acc_dtype = torch.promote_types(image.dtype, torch.float32)
     out = torch.zeros(x.shape, dtype=acc_dtype, device=image.device)
     from interir.progress import progress as show_progress

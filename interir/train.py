@@ -1,4 +1,4 @@
-"""`interir train CONFIG.yml`: the paper recipe (SPEC §5) for any model of the zoo, one process or DDP.
+"""`interir train CONFIG.yml`: the paper recipe (docs/model.md) for any model of the zoo, one process or DDP.
 
     interir train configs/mdir_small.yml                       # one process
     torchrun --nproc_per_node 4 -m interir train configs/mdir_paper.yml
@@ -35,7 +35,7 @@ from interir.config import load_config, validate_config
 from interir.devices import resolve_device
 from interir.errors import InterIRError
 from interir.losses import TrainingLoss
-from interir.model.zoo import build, model_spec
+from interir.model import build, model_entry, model_spec
 from interir.progress import progress as show_progress
 from interir.progress import say
 
@@ -245,7 +245,7 @@ def setup(cfg: dict[str, Any]) -> Run:
                           weight_decay=opt_cfg.get("weight_decay", 0.0))
     return Run(cfg, device, rank, world, folder, CheckpointDir(folder, keep_last=cfg["logger"]["keep_checkpoints"]),
                model, EMA(model, tcfg["ema_decay"]) if tcfg["ema_decay"] else None, optimizer,
-               TrainingLoss(tcfg["loss"], spec["name"]), spec)
+               TrainingLoss(tcfg["loss"], model_entry(spec["name"])), spec)
 
 
 def restore(run: Run, resume: bool) -> int:

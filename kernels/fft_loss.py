@@ -1,4 +1,4 @@
-"""Triton kernels of the frequency loss (SPEC §3): one rfft2 of the difference, one fused reduction.
+"""Triton kernels of the frequency loss (docs/model.md, "Loss"): one rfft2 of the difference, one fused reduction.
 
 Forward: d = pred − target in float32, D = rfft2(d) (…×H×Wh complex, Wh = ⌊W/2⌋+1), then `_half_l1_kernel`
 reads D as float32 pairs (Re, Im) in one flat pass: program i owns BLOCK consecutive numbers, weighs each
@@ -16,10 +16,9 @@ the half spectrum S·g/(2·numel) (float32 pairs) in one pass, and irfft2(·, s=
 derivative of the weighted half-spectrum sum, and it equals the reference Re(HW·ifft2(sgn Re D + i·sgn Im D))
 /(2·numel). dpred = ∂L/∂d, dtarget = −∂L/∂d.
 
-The ops: `interir::fft_l1_loss_fwd_triton(pred, target, keep_signs) -> (loss, signs)` and
-`interir::fft_l1_loss_backward_triton(grad_loss, signs, width) -> ∂L/∂d`, with fake implementations and
-the autograd formula; the registered `fft_l1_loss` function returns the loss and keeps the signs only
-when a gradient will be asked for. Float32 inside whatever the input dtype; float64 goes to the reference.
+For the backend table (the op contract of interir/ops/fft_loss.py, docs/ops.md): `forward(pred, target, keep)`
+returns (loss, signs), the signs only when `keep` (a gradient will be asked for), and `backward(grad, pred,
+target, signs)` uses them. Float32 inside whatever the input dtype; float64 goes to the reference.
 """
 from __future__ import annotations
 
@@ -30,9 +29,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from interir.kernels._launch import device_reason, interpreting, new_output, sum_partials
+from interir.kernels._launch import DTYPES, device_reason, new_output, sum_partials
+from interir.kernels._tuning import Tuning
 
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @dataclass(frozen=True)
@@ -46,14 +45,13 @@ class FftConfig:
         return f"BLOCK{self.BLOCK}_w{self.num_warps}"
 
 
-# Candidates for GPU autotuning; tests run each one alone. CONFIGS[0] is the interpreter's default.
+# Candidates; tests run each one alone. CONFIGS[0] is the interpreter's, CONFIGS[2] the GPU's.
 CONFIGS = (FftConfig(256, 2), FftConfig(1024, 4), FftConfig(4096, 8))
+TUNING = Tuning("fft_l1_loss", CONFIGS, heuristic=lambda key: CONFIGS[2])
 
 
 def pick_config(config=None) -> FftConfig:
-    if config is not None:
-        return CONFIGS[config] if isinstance(config, int) else config
-    return CONFIGS[0] if interpreting() else CONFIGS[2]
+    return TUNING.choose((), config)
 
 
 @triton.jit
@@ -146,63 +144,30 @@ def _backward(grad_loss: Tensor, signs: Tensor, width: int, config=None) -> Tens
     return torch.fft.irfft2(torch.view_as_complex(spec), s=(hh, width), norm="forward")
 
 
-# ------------------------------------------------------------------------------------------ custom ops
-
-
-@torch.library.custom_op("interir::fft_l1_loss_fwd_triton", mutates_args=())
-def fft_l1_loss_fwd_op(pred: Tensor, target: Tensor, keep_signs: bool) -> tuple[Tensor, Tensor]:
-    return _forward(pred.contiguous(), target.contiguous(), keep_signs)
-
-
-@fft_l1_loss_fwd_op.register_fake
-def _(pred, target, keep_signs):
-    shape = _half_shape(pred.shape) if keep_signs else (0,)
-    return pred.new_empty((), dtype=torch.float32), pred.new_empty(shape, dtype=torch.int8)
-
-
-@torch.library.custom_op("interir::fft_l1_loss_backward_triton", mutates_args=())
-def fft_l1_loss_backward_op(grad_loss: Tensor, signs: Tensor, width: int) -> Tensor:
-    return _backward(grad_loss, signs.contiguous(), width)
-
-
-@fft_l1_loss_backward_op.register_fake
-def _(grad_loss, signs, width):
-    return signs.new_empty((*signs.shape[:-2], width), dtype=torch.float32)
-
-
-def _setup(ctx, inputs, output):
-    pred, target, keep_signs = inputs
-    ctx.save_for_backward(output[1])
-    ctx.keep_signs = keep_signs
-    ctx.width = pred.shape[-1]
-    ctx.dtypes = (pred.dtype, target.dtype)
-
-
-def _grad(ctx, grad_loss, _grad_signs):
-    if not ctx.keep_signs:
-        raise RuntimeError("interir::fft_l1_loss_fwd_triton ran with keep_signs=False, so it cannot be "
-                           "differentiated; call it with keep_signs=True")
-    (signs,) = ctx.saved_tensors
-    dd = fft_l1_loss_backward_op(grad_loss, signs, ctx.width)
-    dpred = dd.to(ctx.dtypes[0]) if ctx.needs_input_grad[0] else None
-    dtarget = (-dd).to(ctx.dtypes[1]) if ctx.needs_input_grad[1] else None
-    return dpred, dtarget, None
-
-
-fft_l1_loss_fwd_op.register_autograd(_grad, setup_context=_setup)
-
-
 # ------------------------------------------------------------------------------------------ functions
 
 
+def saved_like(pred: Tensor, target: Tensor, keep: bool) -> Tensor:
+    """An empty tensor shaped like what `forward` keeps for backward: the int8 signs, or nothing."""
+    return pred.new_empty(_half_shape(pred.shape) if keep else (0,), dtype=torch.int8)
+
+
+def forward(pred: Tensor, target: Tensor, keep: bool) -> tuple[Tensor, Tensor]:
+    """(loss, signs kept for `backward` when `keep`): the backend contract's forward (docs/ops.md)."""
+    return _forward(pred.contiguous(), target.contiguous(), keep)
+
+
+def backward(grad_loss: Tensor, pred: Tensor, target: Tensor, saved: Tensor) -> tuple[Tensor, Tensor]:
+    """(dpred, dtarget) from the signs `forward` kept (recomputed when it kept none)."""
+    if saved.numel() == 0:
+        return fft_l1_loss_backward(grad_loss, pred, target)
+    dd = _backward(grad_loss, saved.contiguous(), pred.shape[-1])
+    return dd.to(pred.dtype), (-dd).to(target.dtype)
+
+
 def fft_l1_loss(pred: Tensor, target: Tensor, *, config=None) -> Tensor:
-    """The loss (0-dim float32) as reference.fft_l1_loss; differentiable. Signs are kept only if needed."""
-    keep = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
-    if config is not None:  # explicit config (tests, tuning): same computation, outside the custom op
-        if keep:
-            raise ValueError("fft_l1_loss(config=...) is not differentiable; use fft_l1_loss_backward")
-        return _forward(pred.contiguous(), target.contiguous(), False, config)[0]
-    return fft_l1_loss_fwd_op(pred, target, keep)[0]
+    """The loss (0-dim float32) as reference.fft_l1_loss, with an explicit config (tests, tuning)."""
+    return _forward(pred.contiguous(), target.contiguous(), False, config)[0]
 
 
 def fft_l1_loss_backward(grad_loss: Tensor, pred: Tensor, target: Tensor, *, config=None) -> tuple[Tensor, Tensor]:
@@ -212,15 +177,6 @@ def fft_l1_loss_backward(grad_loss: Tensor, pred: Tensor, target: Tensor, *, con
     return dd.to(pred.dtype), (-dd).to(target.dtype)
 
 
-def supports(pred, target, *args, **kwargs) -> str | None:
-    """None if the Triton kernels can compute fft_l1_loss(pred, target)."""
+def why_not(pred: Tensor, target: Tensor, keep: bool = False) -> str | None:
+    """None if the kernels can compute fft_l1_loss(pred, target), else a one-line reason."""
     return device_reason("triton fft_l1_loss", (pred, target), DTYPES)
-
-
-def _register() -> None:
-    from interir.ops import backends
-
-    backends.register("triton", "fft_l1_loss", fft_l1_loss, supports)
-
-
-_register()

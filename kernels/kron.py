@@ -1,4 +1,4 @@
-"""Triton kernels of the Kronecker-factored operator (SPEC §1) and the fused RESM gradient step.
+"""Triton kernels of the Kronecker-factored operator (docs/model.md) and the fused RESM gradient step.
 
 Every product here is a chain of two small matrix products per (b, c): Out = L·Mid·R with
 L: M×K, Mid: K×P, R: P×N, Out: M×N (each an h×h, h×w, w×w or w×h matrix, or the transpose of one, given
@@ -33,9 +33,9 @@ import torch
 import triton
 import triton.language as tl
 
-from interir.kernels._launch import bf16_reason, device_reason, interpreting, new_output, sum_partials
+from interir.kernels._launch import DTYPES, device_reason, new_output, sum_partials, tensors_reason
+from interir.kernels._tuning import Tuning
 
-DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 PLAIN, STEP, STEP_BWD = 0, 1, 2
 
@@ -69,14 +69,10 @@ CONFIGS = (
 )
 
 
-def pick_config(m: int, n: int, dtype: torch.dtype, config=None) -> KronConfig:
-    """The config for an M×N output: `config` if given (a KronConfig or an index into CONFIGS), else a fixed
-    choice by size and dtype (deterministic, so results never depend on timing)."""
-    if config is not None:
-        return CONFIGS[config] if isinstance(config, int) else config
+def _gpu_config(key: tuple) -> KronConfig:
+    """A fixed choice by output size and dtype (deterministic, so results never depend on timing)."""
+    m, n, dtype = key
     big = max(m, n)
-    if interpreting():  # small tiles: many programs and masked edges get exercised, numpy stays quick
-        return CONFIGS[0] if big <= 16 else CONFIGS[1]
     if big <= 16:
         return CONFIGS[0]
     if big <= 32:
@@ -84,6 +80,17 @@ def pick_config(m: int, n: int, dtype: torch.dtype, config=None) -> KronConfig:
     if dtype == torch.float32:
         return CONFIGS[2]
     return CONFIGS[4] if m >= 128 else CONFIGS[3]
+
+
+# the interpreter: small tiles, so that many programs and masked edges get exercised and numpy stays quick
+TUNING = Tuning("kron", CONFIGS, _gpu_config,
+                interpreter=lambda key: CONFIGS[0] if max(key[0], key[1]) <= 16 else CONFIGS[1])
+
+
+def pick_config(m: int, n: int, dtype: torch.dtype, config=None) -> KronConfig:
+    """The config for an M×N output: `config` if given (a KronConfig or an index into CONFIGS), else the
+    tuning's choice (kernels/_tuning.py)."""
+    return TUNING.choose((m, n, dtype), config)
 
 
 @triton.jit
@@ -288,28 +295,12 @@ def kron_step_backward(grad_out, f, gram1, gram2, r, eta, *, config=None):
     return dx, df, dg1, dg2, dr, deta.to(eta.device)
 
 
-def supports(*args, **kwargs) -> str | None:
-    """None if the Triton kernels can run kron_apply(x, p1, p2, t) / kron_step(x, f, g1, g2, r, eta)."""
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    if len(tensors) == 6:  # kron_step: η is a float32 scalar whatever the data dtype
-        reason = device_reason("triton kron_step", tensors[-1:], (torch.float32, torch.float64))
-        if reason:
-            return reason
-        tensors = tensors[:-1]
-    return device_reason("triton kron", tensors, DTYPES) or bf16_reason("triton kron", tensors)
+def apply_why_not(x, p1, p2, transpose) -> str | None:
+    """None if the kernels can compute kron_apply(x, p1, p2, transpose), else a one-line reason."""
+    return tensors_reason("triton kron_apply", [x, p1, p2], DTYPES)
 
 
-def _register() -> None:
-    from interir.ops import kron as kron_ops
-
-    kron_ops.define_backend(
-        "triton",
-        apply=kron_apply,
-        apply_backward=kron_apply_backward,
-        step=kron_step,
-        step_backward=kron_step_backward,
-        supports=supports,
-    )
-
-
-_register()
+def step_why_not(x, f, gram1, gram2, r, eta) -> str | None:
+    """None if the kernels can compute kron_step(...); η is a float32 scalar whatever the data dtype."""
+    reason = device_reason("triton kron_step", [eta], (torch.float32, torch.float64))
+    return reason or tensors_reason("triton kron_step", [x, f, gram1, gram2, r], DTYPES)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 # Without a GPU the Triton kernels run under the interpreter (chosen before triton is imported), and the CUDA
-# kernels under their host emulation (csrc/ compiled for the CPU at first use; see interir/ops/_cuda_build.py).
+# kernels under their host emulation (csrc/ compiled for the CPU at first use; see interir/ops/cuda_build.py).
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
     os.environ.setdefault("INTERIR_CUDA_EMULATE", "1")

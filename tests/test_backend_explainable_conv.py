@@ -1,6 +1,6 @@
 """Fused backends of the explainable convolution (triton, cuda) against the float64 reference.
 
-Every fused result must satisfy the tolerance rule of DESIGN.md: its error against the reference computed in
+Every fused result must satisfy the tolerance rule of docs/testing.md: its error against the reference computed in
 float64 is at most 2× the error of the same-dtype reference, plus a small absolute floor. Outputs are
 NaN-poisoned (INTERIR_POISON_OUTPUTS=1) so that an element a kernel does not write fails. Without a GPU the
 Triton kernels run under the Triton interpreter on small shapes; bfloat16/float16 on hardware and the large
@@ -16,6 +16,7 @@ import torch
 import interir
 from interir import ops
 from interir.ops import reference as ref
+from tests.tolerance import assert_within_reference_error
 from tests.conftest import skip_triton_half_on_cpu
 
 HAS_CUDA = torch.cuda.is_available()
@@ -28,11 +29,15 @@ requires_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU (CUD
 FLOOR = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 try:  # the Triton backend's configs, for the one-config-at-a-time tests
-    from interir.kernels import explainable_conv as triton_ec
+    from interir.kernels import depthwise_conv as triton_dw
+    from interir.kernels import explainable_attention as triton_attn
+    from interir.kernels import modulated_conv as triton_conv
 
-    CONFIG_CASES = [(kind, i) for kind, cfgs in triton_ec.CONFIGS.items() for i in range(len(cfgs))]
+    TUNINGS = {t.name: t for t in (triton_attn.TUNING, triton_dw.TUNING, triton_conv.FWD, triton_conv.DX,
+                                   triton_conv.DWA)}
+    CONFIG_CASES = [(kind, i) for kind, t in TUNINGS.items() for i in range(len(t.candidates))]
 except Exception:  # noqa: BLE001  (triton missing or broken: the backend tests skip with the reason)
-    triton_ec = None
+    triton_attn = triton_conv = None
     CONFIG_CASES = []
 
 
@@ -51,26 +56,13 @@ def _poison_and_strict_fp32(monkeypatch):
 
 def _triton_only():
     reason = ops.available_backends()["triton"]
-    if reason or triton_ec is None:
+    if reason or triton_conv is None:
         pytest.skip(f"backend 'triton' unavailable: {reason}")
 
 
 # --------------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------------
-
-
-def assert_within_reference_error(fused, ref_same_dtype, ref64, floor, name=""):
-    """|fused − ref64|∞ ≤ 2·|ref_same_dtype − ref64|∞ + floor, and fused is finite (no poisoned element)."""
-    assert fused.shape == ref64.shape, f"{name}: shape {tuple(fused.shape)} != {tuple(ref64.shape)}"
-    assert torch.isfinite(fused).all(), f"{name}: non-finite values (an output element left unwritten?)"
-    want = ref64.double()
-    err_fused = (fused.double() - want).abs().max().item() if want.numel() else 0.0
-    err_ref = (ref_same_dtype.double() - want).abs().max().item() if want.numel() else 0.0
-    bound = 2 * err_ref + floor
-    assert err_fused <= bound, (
-        f"{name}: fused error {err_fused:.3e} > 2 × same-dtype reference error {err_ref:.3e} + floor {floor:.1e}"
-    )
 
 
 def _floor(ref64, dtype):
@@ -95,7 +87,8 @@ def _conv_reference(x, weight, bias, attn, dy, groups):
 def _check_conv(got, x, weight, bias, attn, dy, groups, dtype, label=""):
     """got = (y, dx, dW, dA, dbias) against the float64 and same-dtype references."""
     r64 = _conv_reference(x.double(), weight.double(), bias.double(), attn.double(), dy.double(), groups)
-    rsame = _conv_reference(x, weight, bias, attn, dy, groups)
+    rsame = list(_conv_reference(x, weight, bias, attn, dy, groups))
+    rsame[4] = rsame[4].to(bias.dtype)  # the op returns dbias in the bias's dtype (the reference: the weight's)
     for name, g, rs, r in zip(("y", "dx", "dweight", "dattn", "dbias"), got, rsame, r64):
         assert_within_reference_error(g, rs, r, _floor(r, dtype), f"{label}{name}")
 
@@ -265,14 +258,14 @@ def test_bitwise_deterministic(backend, groups):
 @pytest.mark.parametrize("kind, index", CONFIG_CASES, ids=[f"{k}-{i}" for k, i in CONFIG_CASES])
 def test_each_triton_config_alone(kind, index):
     _triton_only()
-    cfg = triton_ec.CONFIGS[kind][index]
+    cfg = TUNINGS[kind].candidates[index]
     if kind == "attention":
         x = torch.randn(2, 17, 9, 11, device=DEVICE)
         theta = torch.tensor(0.1, device=DEVICE)
         for k in (3, 5):
             g = torch.randn(2, 17, k, k, device=DEVICE)
-            a = triton_ec.explainable_attention(x, theta, k, TAU, config=cfg)
-            dx, dtheta = triton_ec.explainable_attention_backward(g, x, theta, a, TAU, config=cfg)
+            a = triton_attn.explainable_attention(x, theta, k, TAU, config=cfg)
+            dx, dtheta = triton_attn.explainable_attention_backward(g, x, theta, a, TAU, config=cfg)
             _check_attention((a, dx, dtheta), x, theta, k, g, f"{cfg} k={k}: ")
         return
     if kind == "depthwise":
@@ -284,18 +277,18 @@ def test_each_triton_config_alone(kind, index):
         bkw = {"conv_dx": dict(config_dx=cfg), "conv_dwa": dict(config_dwa=cfg)}.get(kind, {})
     b, cin, cout, h, w, k, groups = shape
     x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups)
-    y = triton_ec.modulated_conv(x, weight, bias, attn, groups, **kw)
-    grads = triton_ec.modulated_conv_backward(dy, x, weight, attn, groups, **bkw)
+    y = triton_conv.modulated_conv(x, weight, bias, attn, groups, **kw)
+    grads = triton_conv.modulated_conv_backward(dy, x, weight, attn, groups, **bkw)
     _check_conv((y,) + tuple(grads), x, weight, bias, attn, dy, groups, torch.float32, f"{cfg}: ")
 
 
 def test_weight_gradient_batch_chunks(monkeypatch):
     """dWt/dbias partials per batch chunk (here 2 samples, then 1) are summed correctly."""
     _triton_only()
-    monkeypatch.setattr(triton_ec, "_dwa_chunks", lambda b, base: (2, math.ceil(b / 2)))
+    monkeypatch.setattr(triton_conv, "_dwa_chunks", lambda b, base: (2, math.ceil(b / 2)))
     x, weight, bias, attn, dy = _conv_inputs(3, 5, 6, 5, 7, 3, 1)
-    y = triton_ec.modulated_conv(x, weight, bias, attn, 1)
-    grads = triton_ec.modulated_conv_backward(dy, x, weight, attn, 1)
+    y = triton_conv.modulated_conv(x, weight, bias, attn, 1)
+    grads = triton_conv.modulated_conv_backward(dy, x, weight, attn, 1)
     _check_conv((y,) + tuple(grads), x, weight, bias, attn, dy, 1, torch.float32)
 
 
@@ -304,30 +297,31 @@ def test_weight_gradient_batch_chunks(monkeypatch):
 # --------------------------------------------------------------------------------------------------------
 
 
-def test_supports_gives_one_line_reasons(monkeypatch):
+def test_why_not_gives_one_line_reasons(monkeypatch):
     _triton_only()
     x = torch.randn(1, 4, 5, 5)
     w = torch.randn(4, 4, 3, 3)
     a = torch.rand(1, 4, 3, 3)
     theta = torch.tensor(0.0)
+    conv, attention = triton_conv.why_not, triton_attn.why_not
     reasons = {
-        "float64": triton_ec.supports(x.double(), w.double(), None, a, 1),
-        "groups": triton_ec.supports(x, w, None, a, 3),
-        "even k": triton_ec.supports(x, torch.randn(4, 4, 2, 2), None, torch.rand(1, 4, 2, 2), 1),
-        "attention k": triton_ec.supports(x, theta, 17, 0.5),
+        "float64": conv(x.double(), w.double(), None, a, 1),
+        "groups": conv(x, w, None, a, 3),
+        "even k": conv(x, torch.randn(4, 4, 2, 2), None, torch.rand(1, 4, 2, 2), 1),
+        "attention k": attention(x, theta, 17, 0.5),
     }
     if not HAS_CUDA:
-        reasons["bfloat16"] = triton_ec.supports(x.bfloat16(), w.bfloat16(), None, a, 1)
+        reasons["bfloat16"] = conv(x.bfloat16(), w.bfloat16(), None, a, 1)
         monkeypatch.setenv("TRITON_INTERPRET", "0")
-        reasons["cpu"] = triton_ec.supports(x, w, None, a, 1)
+        reasons["cpu"] = conv(x, w, None, a, 1)
         assert "CUDA" in reasons["cpu"]
-        reasons["cpu attention"] = triton_ec.supports(x, theta, 3, 0.5)
+        reasons["cpu attention"] = attention(x, theta, 3, 0.5)
         monkeypatch.undo()
     for what, reason in reasons.items():
         assert isinstance(reason, str) and reason and "\n" not in reason, what
     assert "float64" in reasons["float64"] and "groups" in reasons["groups"]
-    assert triton_ec.supports(x, w, None, a, 1) is None or not HAS_CUDA
-    assert triton_ec.supports(x, theta, 3, 0.5) is None or not HAS_CUDA
+    assert conv(x, w, None, a, 1) is None or not HAS_CUDA
+    assert attention(x, theta, 3, 0.5) is None or not HAS_CUDA
     with pytest.raises(ops.BackendUnavailable, match="backend 'triton' cannot run modulated_conv: .*float64"):
         ops.modulated_conv(x.double().to(DEVICE), w.double().to(DEVICE), None, a.to(DEVICE), backend="triton")
     # auto falls back to an equally correct backend for float64

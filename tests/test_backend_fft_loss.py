@@ -1,7 +1,7 @@
 """Fused backends of the FFT loss against the float64 reference (full-spectrum FSNet form), forward and both
 gradients, odd and even widths, H = 1 and W = 1.
 
-Tolerance rule (DESIGN.md): a fused result's error against the float64 reference may be at most 2× the error
+Tolerance rule (docs/testing.md): a fused result's error against the float64 reference may be at most 2× the error
 of the reference run in the same dtype (float32 here: the loss always computes in float32), plus a small
 floor. Outputs are NaN-poisoned before the kernels write them (INTERIR_POISON_OUTPUTS=1; the int8 signs get
 127). The gradient of |·| jumps where a spectral value crosses 0, so the random inputs are redrawn until no
@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from interir import ops
-from interir.ops import backends
 from interir.ops import reference as ref
+from tests.tolerance import assert_within_reference_error
 from tests.conftest import skip_triton_half_on_cpu, triton_kernels
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -26,15 +26,8 @@ def triton_fft(monkeypatch):
 
 
 def check_rule(got, same_dtype, exact, what=""):
-    """|got − exact|∞ ≤ 2·|same_dtype − exact|∞ + FLOOR·max|exact|; also: every element was written."""
-    assert got.shape == exact.shape, f"{what}: shape {tuple(got.shape)} != {tuple(exact.shape)}"
-    assert got.dtype == same_dtype.dtype, f"{what}: dtype {got.dtype} != {same_dtype.dtype}"
-    assert torch.isfinite(got).all(), f"{what}: non-finite elements (unwritten output?)"
-    exact = exact.to(F64).cpu()
-    err = (got.to(F64).cpu() - exact).abs().max().item()
-    err_ref = (same_dtype.to(F64).cpu() - exact).abs().max().item()
-    floor = FLOOR * exact.abs().max().item()
-    assert err <= 2 * err_ref + floor, f"{what}: error {err:.3g} > 2×{err_ref:.3g} + {floor:.3g}"
+    """The tolerance rule with a floor of FLOOR·max|exact|."""
+    assert_within_reference_error(got, same_dtype, exact, FLOOR * exact.abs().max().item(), what)
 
 
 def _self_conjugate(h, w):
@@ -92,11 +85,9 @@ def test_larger_shapes(backend):
 
 
 def _backward_function(backend):
-    if backend == "triton":
-        from interir.kernels import fft_loss
-
-        return fft_loss.fft_l1_loss_backward
-    return getattr(torch.ops.interir, f"fft_l1_loss_backward_{backend}")
+    """The backend's backward op, with nothing kept by a forward (every backend then recomputes)."""
+    op = getattr(torch.ops.interir, f"fft_l1_loss_backward_{backend}")
+    return lambda g, pred, target: op(g, pred, target, pred.new_empty((0,)))
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 2, 8, 6), (3, 1, 1, 5), (1, 1, 6, 1)])
@@ -167,7 +158,7 @@ def test_saved_signs(triton_fft, shape):
     the imaginary parts that are exactly 0, and exactly Hermitian in columns 0 and W/2."""
     pred, target = _inputs(shape)
     h, w = shape[-2:]
-    op = torch.ops.interir.fft_l1_loss_fwd_triton
+    op = torch.ops.interir.fft_l1_loss_triton
     loss, signs = op(pred, target, True)
     assert signs.dtype == torch.int8 and signs.shape == (*shape[:-1], w // 2 + 1, 2)
     assert set(signs.unique().tolist()) <= {-1, 0, 1}
@@ -181,7 +172,7 @@ def test_saved_signs(triton_fft, shape):
     loss2, none = op(pred, target, False)
     assert none.numel() == 0 and torch.equal(loss, loss2)
     leaf = pred.clone().requires_grad_()
-    with pytest.raises(RuntimeError, match="keep_signs=False"):
+    with pytest.raises(RuntimeError, match="keep=False"):
         op(leaf, target, False)[0].backward()
 
 
@@ -212,38 +203,30 @@ def test_reduction_kernel_on_a_noisy_spectrum(triton_fft, h, w):
     assert torch.equal(signs.cpu().double(), expected)
 
 
-def test_supports_reasons(triton_fft, monkeypatch):
+def test_why_not_reasons(triton_fft, monkeypatch):
     pred, target = (torch.rand(1, 1, 4, 4, dtype=F64, device=DEVICE) for _ in range(2))
-    reason = triton_fft.supports(pred, target)
+    reason = triton_fft.why_not(pred, target)
     assert reason and "float64" in reason and "\n" not in reason
     with pytest.raises(ops.BackendUnavailable, match="backend 'triton' cannot run fft_l1_loss: .*float64"):
         ops.fft_l1_loss(pred, target, backend="triton")
     if DEVICE == "cpu":
         monkeypatch.setenv("TRITON_INTERPRET", "0")
-        reason = triton_fft.supports(pred.float(), target.float())
+        reason = triton_fft.why_not(pred.float(), target.float())
         assert reason and "CUDA" in reason
         monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert triton_fft.supports(pred.float(), target.float()) is None
-    assert backends._REGISTRY["triton"]["fft_l1_loss"][1] is triton_fft.supports
+    assert triton_fft.why_not(pred.float(), target.float()) is None
 
 
-def test_opcheck(triton_fft):
+@pytest.mark.parametrize("keep", [True, False])
+def test_opcheck(backend, keep):
+    """Every backend's op pair has the one contract: (loss, saved) = fwd(pred, target, keep) and
+    (dpred, dtarget) = bwd(grad, pred, target, saved); the Triton backend keeps its int8 signs in `saved`."""
     pred, target = _inputs((2, 2, 5, 6))
-    torch.library.opcheck(torch.ops.interir.fft_l1_loss_fwd_triton.default,
-                          (pred.requires_grad_(), target.requires_grad_(), True))
-    signs = torch.ops.interir.fft_l1_loss_fwd_triton(pred.detach(), target.detach(), True)[1]
-    torch.library.opcheck(torch.ops.interir.fft_l1_loss_backward_triton.default,
-                          (torch.tensor(1.0, device=DEVICE), signs, 6))
-
-
-def test_opcheck_cuda(backend):
-    """The `cuda` backend uses the generic pair fft_l1_loss_cuda / fft_l1_loss_backward_cuda (triton: above)."""
-    if backend != "cuda":
-        pytest.skip("the triton backend's own op pair is checked by test_opcheck")
-    pred, target = _inputs((2, 2, 5, 6))
-    torch.library.opcheck(torch.ops.interir.fft_l1_loss_cuda.default, (pred.requires_grad_(), target.requires_grad_()))
-    torch.library.opcheck(torch.ops.interir.fft_l1_loss_backward_cuda.default,
-                          (torch.tensor(1.0, device=DEVICE), pred.detach(), target.detach()))
+    ns = torch.ops.interir
+    fwd, bwd = getattr(ns, f"fft_l1_loss_{backend}"), getattr(ns, f"fft_l1_loss_backward_{backend}")
+    torch.library.opcheck(fwd.default, (pred.clone().requires_grad_(keep), target, keep))
+    saved = fwd(pred, target, keep)[1]
+    torch.library.opcheck(bwd.default, (torch.tensor(1.0, device=DEVICE), pred, target, saved))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

@@ -1,16 +1,16 @@
 """Fused backends of the Kronecker operator and the RESM step against the float64 reference.
 
-Tolerance rule (DESIGN.md): a fused result's error against the float64 reference may be at most 2× the error
-of the reference run in the same dtype, plus a small floor. Outputs are NaN-poisoned before the kernels write
-them (INTERIR_POISON_OUTPUTS=1), so an element no program wrote fails. Without a GPU the Triton kernels run
-under the Triton interpreter on CPU tensors; the `cuda` backend is skipped with its reason until it exists.
+Tolerance rule (docs/testing.md): a fused result's error against the float64 reference may be at most 2× the
+error of the reference run in the same dtype, plus a small floor. Outputs are NaN-poisoned before the kernels
+write them (INTERIR_POISON_OUTPUTS=1), so an element no program wrote fails. Without a GPU the Triton kernels
+run under the Triton interpreter and the `cuda` kernels under their host emulation, on CPU tensors.
 """
 import pytest
 import torch
 
 from interir import ops
-from interir.ops import backends
 from interir.ops import reference as ref
+from tests.tolerance import assert_within_reference_error
 from tests.conftest import skip_triton_half_on_cpu, triton_kernels
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -27,17 +27,9 @@ def triton_kron(monkeypatch):
 
 
 def check_rule(got, same_dtype, exact, magnitude, what=""):
-    """|got − exact|∞ ≤ 2·|same_dtype − exact|∞ + FLOOR[dtype]·max(magnitude); and every element written."""
-    assert got.shape == exact.shape, f"{what}: shape {tuple(got.shape)} != {tuple(exact.shape)}"
-    assert got.dtype == same_dtype.dtype, f"{what}: dtype {got.dtype} != {same_dtype.dtype}"
-    assert torch.isfinite(got).all(), f"{what}: non-finite elements (unwritten output?)"
-    if not got.numel():
-        return
-    exact = exact.to(F64).cpu()
-    err = (got.to(F64).cpu() - exact).abs().max().item()
-    err_ref = (same_dtype.to(F64).cpu() - exact).abs().max().item()
+    """The tolerance rule with a floor of FLOOR[dtype]·max(magnitude)."""
     floor = FLOOR[same_dtype.dtype if same_dtype.dtype in FLOOR else torch.float32] * magnitude.abs().max().item()
-    assert err <= 2 * err_ref + floor, f"{what}: error {err:.3g} > 2×{err_ref:.3g} + {floor:.3g}"
+    assert_within_reference_error(got, same_dtype, exact, floor, what)
 
 
 def check_all(names, got, same, exact, magnitude, what):
@@ -199,22 +191,25 @@ def test_each_triton_config_alone(triton_kron, index):
     check_all(STEP_NAMES, got, ref_step_all(*args, gout), exact, mag, f"{cfg} kron_step")
 
 
-def test_supports_reasons(triton_kron, monkeypatch):
+def test_why_not_reasons(triton_kron, monkeypatch):
     x, p1, p2 = _apply_inputs(1, 1, 3, 4, dtype=F64)
-    reason = triton_kron.supports(x, p1, p2, False)
+    reason = triton_kron.apply_why_not(x, p1, p2, False)
     assert reason and "float64" in reason and "\n" not in reason
     with pytest.raises(ops.BackendUnavailable, match="backend 'triton' cannot run kron_apply: .*float64"):
         ops.kron_apply(x, p1, p2, backend="triton")
     if DEVICE == "cpu":
         monkeypatch.setenv("TRITON_INTERPRET", "0")
-        reason = triton_kron.supports(x.float(), p1.float(), p2.float(), False)
+        reason = triton_kron.apply_why_not(x.float(), p1.float(), p2.float(), False)
         assert reason and "CUDA" in reason
         monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert triton_kron.supports(*(t.float() for t in (x, p1, p2)), True) is None
+    assert triton_kron.apply_why_not(*(t.float() for t in (x, p1, p2)), True) is None
     if DEVICE == "cpu":  # the interpreter's bfloat16 products are wrong: refuse rather than mislead
-        reason = triton_kron.supports(*(t.bfloat16() for t in (x, p1, p2)), True)
+        reason = triton_kron.apply_why_not(*(t.bfloat16() for t in (x, p1, p2)), True)
         assert reason and "bfloat16" in reason
-    assert backends._REGISTRY["triton"]["kron_step"][1] is triton_kron.supports
+    step = _step_inputs(1, 1, 3, 4)
+    assert triton_kron.step_why_not(*step) is None
+    reason = triton_kron.step_why_not(*step[:-1], step[-1].half())
+    assert reason and "float16" in reason  # η is float32 whatever the data dtype
 
 
 def test_opcheck(backend):

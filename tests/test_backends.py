@@ -8,7 +8,6 @@ import torch
 
 import interir
 from interir import ops
-from interir.ops import backends
 
 
 def test_default_is_auto_and_reference_on_cpu(monkeypatch):
@@ -37,48 +36,86 @@ def test_unknown_backend_names_are_rejected(monkeypatch):
         ops.current_backend()
 
 
-def test_unavailable_backend_says_which_and_why(monkeypatch):
-    monkeypatch.setitem(backends._LOAD_ERRORS, "cuda", "the extension interir._C was not built")
+@pytest.fixture
+def stand_in():
+    """Register stand-in backends by name for one test, through the public registry API."""
+    names = []
+
+    def register(name, table):
+        ops.register_backend(name, table)
+        names.append(name)
+
+    yield register
+    for name in names:
+        ops.unregister_backend(name)
+
+
+REFERENCE_TABLE = __import__("interir.ops.reference", fromlist=["TABLE"]).TABLE
+
+
+def test_unavailable_backend_says_which_and_why(tmp_path, monkeypatch):
+    (tmp_path / "broken_backend_mod.py").write_text(
+        "from interir.errors import BackendNotInstalled\n"
+        "raise BackendNotInstalled('its toolkit is not installed here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ops.register_backend_module("brokenx", "broken_backend_mod")
+    try:
+        assert ops.available_backends()["brokenx"] == "its toolkit is not installed here"
+        x = torch.randn(1, 1, 3, 3)
+        with pytest.raises(ops.BackendUnavailable, match="backend 'brokenx' cannot run kron_apply: its toolkit"):
+            ops.kron_apply(x, torch.randn(1, 1, 3, 3), torch.randn(1, 1, 3, 3), backend="brokenx")
+    finally:
+        ops.unregister_backend("brokenx")
+    with pytest.raises(ValueError, match="unknown backend 'brokenx'"):
+        ops.kron_apply(x, torch.randn(1, 1, 3, 3), torch.randn(1, 1, 3, 3), backend="brokenx")
+
+
+def test_a_backend_without_an_op_says_so(stand_in):
+    stand_in("lossonly", {"fft_l1_loss": REFERENCE_TABLE["fft_l1_loss"]})
     x = torch.randn(1, 1, 3, 3)
-    with pytest.raises(ops.BackendUnavailable, match="backend 'cuda' cannot run kron_apply: the extension"):
-        ops.kron_apply(x, torch.randn(1, 1, 3, 3), torch.randn(1, 1, 3, 3), backend="cuda")
+    with pytest.raises(ops.BackendUnavailable, match="'lossonly' cannot run kron_apply: it has no implementation"):
+        ops.kron_apply(x, x, x, backend="lossonly")
+    assert ops.fft_l1_loss(x, x.flip(-1), backend="lossonly") > 0
 
 
-def test_supports_veto_is_reported_and_auto_skips(monkeypatch):
+def test_why_not_veto_is_reported(stand_in):
     calls = []
+    ref = REFERENCE_TABLE["fft_l1_loss"]
 
-    def fake_loss(pred, target):
+    def counted(pred, target, keep):
         calls.append(1)
-        return torch.ops.interir.fft_l1_loss_reference(pred, target)
+        return ref["forward"](pred, target, keep)
 
-    monkeypatch.setitem(backends._LOAD_ERRORS, "triton", "")
-    monkeypatch.setitem(backends._REGISTRY["triton"], "fft_l1_loss",
-                        (fake_loss, lambda p, t: None if p.shape[-1] % 2 == 0 else "odd widths unsupported"))
+    stand_in("evenonly", {"fft_l1_loss": {**ref, "forward": counted,
+                                          "why_not": lambda p, t, k: None if p.shape[-1] % 2 == 0
+                                          else "odd widths unsupported"}})
     a, b = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
-    ops.fft_l1_loss(a, b, backend="triton")
+    ops.fft_l1_loss(a, b, backend="evenonly")
     assert calls == [1]
     with pytest.raises(ops.BackendUnavailable, match="odd widths unsupported"):
-        ops.fft_l1_loss(a[..., :3], b[..., :3], backend="triton")
+        ops.fft_l1_loss(a[..., :3], b[..., :3], backend="evenonly")
 
 
-def test_a_backend_plugs_in_without_touching_the_model(monkeypatch):
-    """Route every op to a counting 'triton' stand-in: the model must call only interir.ops for the hot
+def test_a_backend_plugs_in_without_touching_the_model(stand_in):
+    """Route every op to a counting stand-in backend: the model must call only interir.ops for the hot
     pieces, and the result must equal the reference run."""
     from tests.conftest import wake_up
 
     counts = {}
-    monkeypatch.setitem(backends._LOAD_ERRORS, "triton", "")
-    for name, (fn, _) in list(backends._REGISTRY["reference"].items()):
-        def counted(*args, _fn=fn, _name=name, **kw):
-            counts[_name] = counts.get(_name, 0) + 1
-            return _fn(*args, **kw)
 
-        monkeypatch.setitem(backends._REGISTRY["triton"], name, (counted, None))
+    def counted(name, fn):
+        def wrapper(*args):
+            counts[name] = counts.get(name, 0) + 1
+            return fn(*args)
+        return wrapper
+
+    stand_in("counting", {name: {**fns, "forward": counted(name, fns["forward"])}
+                          for name, fns in REFERENCE_TABLE.items()})
     model = wake_up(interir.build_model("tiny")).eval()
     x = torch.rand(2, 3, 20, 24)
     with torch.no_grad():
         expected = model(x)
-        with ops.use_backend("triton"):
+        with ops.use_backend("counting"):
             got = model(x)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     n_conv = len(model.explainable_convs())
@@ -89,6 +126,20 @@ def test_a_backend_plugs_in_without_touching_the_model(monkeypatch):
         "kron_apply": 2 * n_resm,  # PᵀP(X) and Pᵀ(Dd) in each RESM
         "kron_step": n_resm,
     }
+
+
+def test_registering_a_backend_again_swaps_its_functions(stand_in):
+    ref = REFERENCE_TABLE["kron_apply"]
+    x = torch.randn(1, 1, 3, 3)
+    stand_in("swapped", {"kron_apply": {**ref, "forward": lambda x, p1, p2, t: torch.zeros_like(x)}})
+    assert torch.equal(ops.kron_apply(x, x, x, backend="swapped"), torch.zeros_like(x))
+    stand_in("swapped", {"kron_apply": ref})
+    torch.testing.assert_close(ops.kron_apply(x, x, x, backend="swapped"), ops.kron_apply(x, x, x))
+
+
+def test_a_table_with_an_unknown_op_is_refused():
+    with pytest.raises(ValueError, match="unknown op 'blur'"):
+        ops.register_backend("blurry", {"blur": {"forward": abs, "backward": abs}})
 
 
 def test_tiny_model_compiles_with_the_triton_backend():

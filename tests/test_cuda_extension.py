@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from interir import ops
-from interir.ops import _cuda_build
+from interir.ops import cuda_build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,11 +62,11 @@ def ext():
     reason = ops.available_backends()["cuda"]
     if reason is not None:
         pytest.skip(f"backend 'cuda' unavailable: {reason}")
-    return _cuda_build.load_extension()
+    return cuda_build.load_extension()
 
 
 def _device():
-    return "cpu" if _cuda_build.emulating() else "cuda"
+    return "cpu" if cuda_build.emulating() else "cuda"
 
 
 def test_arguments_are_checked_by_name(ext):

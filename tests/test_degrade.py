@@ -1,4 +1,4 @@
-"""interir.data.degrade: level scales, monotonicity and determinism of haze/rain/noise synthesis (SPEC §4)."""
+"""interir.data.degrade: level scales, monotonicity and determinism of haze/rain/noise synthesis (docs/data.md)."""
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,4 @@
-"""DGUNet baseline (SPEC §9): parameter counts of the authors' release, shapes, gradients, training, loss, errors.
+"""DGUNet baseline (docs/model.md): parameter counts of the authors' release, shapes, gradients, training, loss, errors.
 
 Everything runs on the `dgunet-tiny` preset except the parameter and MAC counts of the official configurations,
 which are computed on the meta device (no memory, no time).

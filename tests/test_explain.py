@@ -105,7 +105,7 @@ def test_model_without_explainable_convs(tmp_path, photo, capsys):
 
 def test_dgunet_gets_stages_only(tmp_path, photo, capsys):
     from interir.checkpoint import save_weights
-    from interir.model.zoo import build
+    from interir.model import build
 
     model = build({"name": "dgunet", "preset": "dgunet-tiny"}).eval()
     ck = save_weights(tmp_path / "dg.safetensors", model)

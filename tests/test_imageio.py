@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from interir.data import imageio
 from interir.data.imageio import load_image, write_image
 from interir.errors import InterIRError
 
@@ -23,12 +22,19 @@ def _exif(orientation: int) -> Image.Exif:
     return exif
 
 
-def _png16_with_chunks(arr16: np.ndarray, *chunks: tuple[bytes, bytes]) -> bytes:
-    """Our 16-bit PNG encoding with extra chunks inserted right after IHDR."""
-    png = imageio._encode_png16(arr16)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _png16_with_chunks(tmp_path, arr16: np.ndarray, *chunks: tuple[bytes, bytes]) -> bytes:
+    """A 16-bit PNG as write_image makes it, with extra chunks inserted right after IHDR."""
+    write_image(tmp_path / "plain16.png", arr16)
+    png = (tmp_path / "plain16.png").read_bytes()
     ihdr_end = 8 + 12 + 13
-    extra = b"".join(imageio._png_chunk(kind, body) for kind, body in chunks)
-    return png[:ihdr_end] + extra + png[ihdr_end:]
+    return png[:ihdr_end] + b"".join(_chunk(kind, body) for kind, body in chunks) + png[ihdr_end:]
 
 
 def _tiff(arr: np.ndarray, photometric: int, extra_tags=(), pages: int = 1) -> bytes:
@@ -51,7 +57,8 @@ def _tiff(arr: np.ndarray, photometric: int, extra_tags=(), pages: int = 1) -> b
                 continue
             if tag == 273:
                 value = strip_offset
-            ifd += struct.pack("<HHI", tag, typ, 1) + struct.pack("<" + ("H" if typ == 3 else "I"), value).ljust(4, b"\0")
+            packed = struct.pack("<" + ("H" if typ == 3 else "I"), value).ljust(4, b"\0")
+            ifd += struct.pack("<HHI", tag, typ, 1) + packed
         last = page == pages - 1
         next_ifd = 0 if last else strip_offset + len(pixels)
         out += ifd + struct.pack("<I", next_ifd) + struct.pack("<" + "H" * c, *[bits] * c) + pixels
@@ -65,7 +72,7 @@ def test_16_bit_png_and_tiff_apply_exif_orientation_like_8_bit(tmp_path, orienta
     want, bits8 = load_image(tmp_path / "ref8.png")
     assert bits8 == 8
     raw_exif = _exif(orientation).tobytes()[6:]  # the TIFF structure without the "Exif\0\0" header
-    (tmp_path / "p16.png").write_bytes(_png16_with_chunks(rgb.astype(np.uint16) * 257, (b"eXIf", raw_exif)))
+    (tmp_path / "p16.png").write_bytes(_png16_with_chunks(tmp_path, rgb.astype(np.uint16) * 257, (b"eXIf", raw_exif)))
     (tmp_path / "t16.tif").write_bytes(_tiff(rgb.astype(np.uint16) * 257, 2, [(274, 3, orientation)]))
     for name in ("p16.png", "t16.tif"):
         got, bits = load_image(tmp_path / name)
@@ -95,8 +102,7 @@ def test_decompression_bomb_16_bit_png_is_refused_before_decoding(tmp_path):
     ihdr = struct.pack(">IIBBBBB", side, side, 16, 2, 0, 0, 0)
     row = b"\0" * (1 + 6 * side)
     body = zlib.compress(row * 8, 9)  # a small file that would expand to 5 GB if fully decoded
-    png = (imageio._PNG_SIG + imageio._png_chunk(b"IHDR", ihdr) + imageio._png_chunk(b"IDAT", body)
-           + imageio._png_chunk(b"IEND", b""))
+    png = PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", body) + _chunk(b"IEND", b"")
     (tmp_path / "bomb.png").write_bytes(png)
     with pytest.raises(InterIRError, match=r"bomb\.png.*decompression-bomb"):
         load_image(tmp_path / "bomb.png")
@@ -123,7 +129,7 @@ def test_multi_frame_files_are_refused_not_cut_to_their_first_frame(tmp_path):
     frames[0].save(tmp_path / "pages.tif", save_all=True, append_images=frames[1:])
     frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:])
     (tmp_path / "pages16.tif").write_bytes(_tiff(a.astype(np.uint16) * 257, 2, pages=3))
-    (tmp_path / "anim16.png").write_bytes(_png16_with_chunks(a.astype(np.uint16) * 257,
+    (tmp_path / "anim16.png").write_bytes(_png16_with_chunks(tmp_path, a.astype(np.uint16) * 257,
                                                              (b"acTL", struct.pack(">II", 2, 0))))
     for name, frames_held in (("anim.gif", 2), ("pages.tif", 2), ("anim.png", 2), ("pages16.tif", 3),
                               ("anim16.png", 2)):

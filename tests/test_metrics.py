@@ -1,4 +1,4 @@
-"""interir.metrics: BasicSR-compatible PSNR/SSIM checked against scikit-image to 1e-6 (SPEC §6)."""
+"""interir.metrics: BasicSR-compatible PSNR/SSIM checked against scikit-image to 1e-6 (docs/model.md)."""
 from __future__ import annotations
 
 import io

@@ -1,4 +1,4 @@
-"""InterIR network: structure against SPEC §2 formulas, shapes, gradients, switches, compile, errors."""
+"""InterIR network: structure against docs/model.md formulas, shapes, gradients, switches, compile, errors."""
 import pytest
 import torch
 import torch.nn as nn
@@ -23,7 +23,7 @@ def _convs_params(cin, cout, e):
 
 
 def expected_parameters(cfg: InterIRConfig) -> int:
-    """Parameter count written out from SPEC §2, module by module."""
+    """Parameter count written out from docs/model.md, module by module."""
     c, e = cfg.channels, cfg.expand
     ep = lambda ch: _epblock_params(ch, cfg.explainable, cfg.depthwise)  # noqa: E731
     resm = 5 * ep(c) + 2 * _convs_params(c, c, e) + (_convs_params(2 * c, c, e) if cfg.additive_resm else 0) + 1
@@ -44,7 +44,7 @@ def test_parameter_count_matches_spec(preset, switch):
 
 def test_paper_preset_is_about_27m():
     n = sum(p.numel() for p in interir.build_model("paper").parameters())
-    assert 26e6 < n < 30e6, n  # SPEC: about 27 M (ours: 29.04 M, see README)
+    assert 26e6 < n < 30e6, n  # the paper: 27 M (ours: 29.04 M, docs/model.md)
 
 
 # --------------------------------------------------------------------------------- module formulas
@@ -215,7 +215,7 @@ def test_bad_input_gives_one_line_error(bad, message):
 
 
 def test_unknown_preset_and_option():
-    with pytest.raises(InterIRError, match="unknown preset 'huge'"):
+    with pytest.raises(InterIRError, match="unknown InterIR preset 'huge'"):
         interir.build_model("huge")
     with pytest.raises(InterIRError, match="unknown InterIR option"):
         interir.build_model("tiny", chanels=8)

@@ -19,7 +19,7 @@ def _inputs(b, cin, cout, h, w, k, groups=1, dtype=F64):
 
 
 def unfold_matmul_conv(x, weight, bias, attn, groups):
-    """Scale the unfolded input taps by A, then one matmul with the shared weight (SPEC §2 identity)."""
+    """Scale the unfolded input taps by A, then one matmul with the shared weight (the identity of docs/model.md)."""
     b, cin, h, w = x.shape
     cout, cin_g, k, _ = weight.shape
     cols = F.unfold(x, k, padding=k // 2).reshape(b, cin, k * k, h * w)

@@ -46,9 +46,9 @@ def test_gradcheck():
 
 def test_opcheck():
     pred, target = torch.rand(2, 3, 6, 7, requires_grad=True), torch.rand(2, 3, 6, 7, requires_grad=True)
-    torch.library.opcheck(torch.ops.interir.fft_l1_loss_reference.default, (pred, target))
+    torch.library.opcheck(torch.ops.interir.fft_l1_loss_reference.default, (pred, target, True))
     torch.library.opcheck(torch.ops.interir.fft_l1_loss_backward_reference.default,
-                          (torch.tensor(1.0), pred.detach(), target.detach()))
+                          (torch.tensor(1.0), pred.detach(), target.detach(), torch.empty(0)))
 
 
 def test_zero_for_identical_images_and_errors():

@@ -26,11 +26,13 @@ def test_the_triton_backend_says_it_can_serve_an_empty_batch():
     reason = ops.available_backends()["triton"]
     if reason is not None:
         pytest.skip(f"backend 'triton' unavailable: {reason}")
-    from interir.kernels import explainable_conv as kernels
+    from interir.kernels import explainable_attention, modulated_conv
 
     device = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: the tests run Triton's interpreter
     x = torch.rand(0, 4, 7, 9, device=device)
-    assert kernels.supports(x, torch.zeros((), device=device), 3, 0.5) is None
+    assert explainable_attention.why_not(x, torch.zeros((), device=device), 3, 0.5) is None
+    w, a = torch.rand(5, 4, 3, 3, device=device), torch.rand(0, 4, 3, 3, device=device)
+    assert modulated_conv.why_not(x, w, None, a, 1) is None
 
 
 def test_python_numbers_for_theta_and_eta():

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import interir
 from tests.conftest import wake_up
-from interir.tiling import _axis_weights, model_multiple, pad_to_multiple, restore_tiled, tile_starts
+from interir.model import RestorationModel
+from interir.tiling import axis_weights, model_multiple, pad_to_multiple, restore_tiled, tile_starts
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,12 +26,13 @@ def local_net(depth: int, channels: int = 6) -> nn.Module:
     return nn.Sequential(*layers[:-1]).eval()
 
 
-class CellNet(nn.Module):
+class CellNet(RestorationModel):
     """A local network on 4×4 cells like InterIR's Down/Up path: pad to a multiple of 4 (reflect), PixelUnshuffle,
     two 3×3 convs at 1/4 resolution, PixelShuffle, crop. Its pixel receptive-field radius is below 4·(2 + 1),
-    and tiles must start on the 4×4 grid to match the untiled output."""
+    and tiles must start on the 4×4 grid to match the untiled output. It declares its padding multiple as the
+    zoo's networks do (interir.model.protocol)."""
 
-    pad_multiple = 4
+    padding_multiple = 4
 
     def __init__(self):
         super().__init__()
@@ -87,7 +89,7 @@ def test_starts_cover_align_and_share_three_overlaps():
         assert all(s % mult == 0 for s in starts)
         assert all(b - a <= tile - 3 * overlap for a, b in zip(starts, starts[1:]))
         assert all(b > a for a, b in zip(starts, starts[1:]))
-        ws = _axis_weights(length, starts, tile, overlap)
+        ws = axis_weights(length, starts, tile, overlap)
         total = torch.zeros(length, dtype=torch.float64)
         for s, wt in zip(starts, ws):
             assert (wt >= 0).all()

@@ -138,7 +138,7 @@ def test_ddp_two_processes_keep_parameters_identical(tmp_path):
         (["train", "{cfg}", "--set", "train.totl_iter=3"], "unknown config key 'train.totl_iter'"),
         (["train", "{cfg}", "--set", "datasets.train.root=/nonexistent"], "does not exist"),
         (["train", "{cfg}", "--set", "train.scheduler.type=step"], "cosine or constant"),
-        (["train", "{cfg}", "--set", "model.preset=huge"], "unknown preset"),
+        (["train", "{cfg}", "--set", "model.preset=huge"], "unknown InterIR preset"),
         # values of the wrong type or range, each named before any work (issue: "nothing lost, no traceback")
         (["train", "{cfg}", "--set", "train=5"], "'train' is a section"),
         (["train", "{cfg}", "--set", "datasets.train=null"], "'datasets.train' is a section"),
@@ -323,3 +323,29 @@ def test_a_killed_runs_temporary_files_are_removed_on_resume(tmp_path):
     cfg["train"]["total_iter"] = 3
     train(cfg, resume=True, progress=False)
     assert not stale.exists()
+
+
+def test_a_checkpoint_written_by_the_previous_version_resumes_exactly(tmp_path):
+    """Training states written before the schedule became a function of the step hold CosineAnnealingLR's
+    state (and `initial_lr` in the optimizer's groups): they still resume, onto the same losses."""
+    full = train(_cfg(tmp_path / "a"), progress=False)
+    first = train(_cfg(tmp_path / "b"), progress=False, stop_at=5)
+    path = Path(first["folder"]) / "step_00000005.state.pt"
+    state = torch.load(path, weights_only=True)
+    optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=5e-4)
+    old = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10, eta_min=1e-6)
+    for _ in range(5):
+        optimizer.step()
+        old.step()
+    state["scheduler"] = old.state_dict()
+    for group in state["optimizer"]["param_groups"]:
+        group["initial_lr"] = 5e-4
+    torch.save(state, path)
+    second = train(_cfg(tmp_path / "b"), resume=True, progress=False)
+    np.testing.assert_allclose(first["losses"] + second["losses"], full["losses"], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parents[1] / "configs").glob("*.yml")))
+def test_every_shipped_config_loads(name):
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    assert cfg["train"]["total_iter"] >= 1

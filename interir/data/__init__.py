@@ -1,4 +1,4 @@
-"""Data for InterIR: degradation synthesis (SPEC §4), image files, datasets; `interir synth` lives in synth.py.
+"""Data for InterIR: degradation synthesis (docs/data.md), image files, datasets; `interir synth` lives in synth.py.
 
     from interir.data.degrade import degrade, sample_levels, COMBINATIONS
     from interir.data import read_image, PairedFolderDataset, load_synthetic_testset

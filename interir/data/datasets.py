@@ -281,7 +281,7 @@ def load_synthetic_testset(root: str | os.PathLike, combos: Sequence[str] | None
 
 
 class MultiDegradationDataset(_Seeded):
-    """Training pairs made on the fly from clean images (SPEC §4, §5).
+    """Training pairs made on the fly from clean images (docs/data.md).
 
     Each item: a random patch_size crop of a clean image, random h/v flips, a random combination from
     `combos`, levels drawn by sample_levels, then degrade(). len = number of images × repeat.

@@ -1,10 +1,10 @@
-"""Multi-degradation synthesis: haze → rain → noise (SPEC §4), seeded and versioned.
+"""Multi-degradation synthesis: haze → rain → noise (docs/data.md), seeded and versioned.
 
     x: B×3×H×W (or 3×H×W) float in [0, 1], any device
     y, params = degrade(x, haze=100, rain=150, noise=25, seed=7)
     y: same shape, dtype and device as x; params: one dict per sample (a dict if x was 3×H×W)
 
-Level scales (SPEC §4): haze ∈ [0, 150] (150 ≈ mean transmission 0.15 at any size), rain ∈ [0, 300]
+Level scales (docs/data.md): haze ∈ [0, 150] (150 ≈ mean transmission 0.15 at any size), rain ∈ [0, 300]
 (0 none, 300 torrential), noise σ ∈ [0, 50] on the 0–255 scale. Level 0 leaves the image bit-identical.
 
 Reproducibility: every random field (rain seeds, noise) and every parameter-dependent map (transmission,
@@ -31,7 +31,7 @@ KINDS = ("haze", "rain", "noise")
 LEVEL_MAX: dict[str, float] = {"haze": 150.0, "rain": 300.0, "noise": 50.0}
 _LETTER = {"H": "haze", "R": "rain", "N": "noise"}
 
-# Haze (SPEC §4): pseudo-depth d = 1 − (1 − DEPTH_NEAR)·r/r_max ∈ [DEPTH_NEAR, 1], r = distance from the
+# Haze (docs/data.md): pseudo-depth d = 1 − (1 − DEPTH_NEAR)·r/r_max ∈ [DEPTH_NEAR, 1], r = distance from the
 # image centre in pixels, r_max = half-diagonal (the centre is farthest). Normalising r makes the map, and so
 # the mean transmission at a level, independent of the image size. β = BETA_AT_MAX·level/150 with
 # BETA_AT_MAX fitted so that level 150 gives mean(t) = 0.150 on a square image (0.149–0.151 from 16² to
@@ -40,7 +40,7 @@ DEPTH_NEAR = 0.4
 BETA_AT_MAX = 2.896
 AIRLIGHT_RANGE = (0.7, 1.0)
 
-# Rain (SPEC §4): a fraction RAIN_DENSITY_AT_MAX·level/300 of pixels seed a streak of brightness
+# Rain (docs/data.md): a fraction RAIN_DENSITY_AT_MAX·level/300 of pixels seed a streak of brightness
 # U[0.35, 1]; streaks are an anti-aliased line of `length` px at `angle` degrees from vertical;
 # the layer S ∈ [0, 1] is screen-blended with opacity RAIN_OPACITY: y = 1 − (1 − x)(1 − α·S).
 RAIN_DENSITY_AT_MAX = 0.01
@@ -105,7 +105,7 @@ def sample_levels(combo: str, generator: torch.Generator | int | None = None,
 
     Always draws three numbers (haze, rain, noise) so the stream does not depend on the combination.
     `generator`: a CPU torch.Generator, an int seed, or None (torch's global generator).
-    `ranges`: per kind (lo, hi); default (0, LEVEL_MAX[kind]) as SPEC §4.
+    `ranges`: per kind (lo, hi); default (0, LEVEL_MAX[kind]) as docs/data.md says.
     """
     present = {_LETTER[c] for c in parse_combo(combo).split("+")}
     g = _generator(generator) if isinstance(generator, int) else generator
@@ -176,7 +176,7 @@ def correlate_valid(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
 def rain_layer(level: float, height: int, width: int, angle: float, length: int,
                generator: torch.Generator) -> torch.Tensor:
-    """H×W float64 rain-streak layer S ∈ [0, 1] (SPEC §4: seeds → motion blur along the angle).
+    """H×W float64 rain-streak layer S ∈ [0, 1] (docs/data.md: seeds → motion blur along the angle).
 
     The seed field is drawn on a canvas larger by the kernel size so streaks enter from outside the image.
     For a fixed generator state the seeds at a higher level are a superset of those at a lower level.
@@ -213,7 +213,7 @@ def _check_level(kind: str, level) -> float:
 def degrade(clean: torch.Tensor, haze=0.0, rain=0.0, noise=0.0, *, seed: int | Sequence[int] | None = None,
             generator: torch.Generator | None = None, depth: torch.Tensor | None = None,
             airlight=None, angle=None, length=None):
-    """Apply haze → rain → noise (SPEC §4) to clean images.
+    """Apply haze → rain → noise (docs/data.md) to clean images.
 
     clean: B×3×H×W or 3×H×W (any channel count works) floating tensor in [0, 1], on any device.
     haze, rain, noise: a level (float) or one per sample (sequence/tensor of B).
@@ -280,7 +280,7 @@ def degrade(clean: torch.Tensor, haze=0.0, rain=0.0, noise=0.0, *, seed: int | S
         m = m[:, None] if m.dim() == 3 else m
         return torch.tensor(idx, device=x.device), m.to(x.device)
 
-    # Element-wise combination on the image's device, one correctly-rounded op at a time (SPEC §4 order).
+    # Element-wise combination on the image's device, one correctly-rounded op at a time (docs/data.md's order).
     if haze_t:
         idx, t = stack(haze_t, "haze")
         _, at = stack(haze_a, "haze")
@@ -303,7 +303,7 @@ def degrade(clean: torch.Tensor, haze=0.0, rain=0.0, noise=0.0, *, seed: int | S
 
 def degrade_combo(clean: torch.Tensor, combo: str, *, seed: int | None = None,
                   generator: torch.Generator | None = None, **kwargs):
-    """Degrade one image (3×H×W) with random levels for `combo` drawn from the seed (SPEC §4).
+    """Degrade one image (3×H×W) with random levels for `combo` drawn from the seed (docs/data.md).
 
     The levels come from sample_levels(combo, Generator(seed)); the degradation uses the same seed.
     Returns (degraded, params) with params["combo"] set.

@@ -1,4 +1,4 @@
-"""`interir synth`: a multi-degradation test set (SPEC §4) from a folder of clean images, or a preview grid.
+"""`interir synth`: a multi-degradation test set (docs/data.md) from a folder of clean images, or a preview grid.
 
     interir synth CLEAN_DIR OUT_DIR [--seed 0] [--combos H+R+N,H] [--force]
     interir synth PHOTO_OR_DIR --preview grid.png [--tile 160]
@@ -35,7 +35,7 @@ from interir.errors import InterIRError
 from interir.progress import progress as show_progress
 from interir.progress import say
 
-PREVIEW_FRACTIONS = (1 / 3, 2 / 3, 1.0)  # preview rows: these fractions of each maximum level (SPEC §4)
+PREVIEW_FRACTIONS = (1 / 3, 2 / 3, 1.0)  # preview rows: these fractions of each maximum level (docs/data.md)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

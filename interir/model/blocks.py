@@ -1,4 +1,4 @@
-"""Building blocks of InterIR (SPEC §2): LayerNorm2d, Convs, ExplainableConv and EPBlock (a NAFNet block)."""
+"""Building blocks of InterIR (docs/model.md): LayerNorm2d, Convs, ExplainableConv and EPBlock (a NAFNet block)."""
 from __future__ import annotations
 
 import math
@@ -38,9 +38,9 @@ class SimpleGate(nn.Module):
 
 
 class Convs(nn.Sequential):
-    """`Convs` of SPEC §2: Conv1×1(cin → e·cout) → ReLU → Conv1×1(e·cout → cout).
+    """`Convs` of docs/model.md: Conv1×1(cin → e·cout) → ReLU → Conv1×1(e·cout → cout).
 
-    With cin = cout = c this is exactly SPEC's Conv1×1(c→e·c) → ReLU → Conv1×1(e·c→c); for the
+    With cin = cout = c this is exactly the Conv1×1(c→e·c) → ReLU → Conv1×1(e·c→c); for the
     concatenated inputs (cin = 2c → c) the hidden width is e·cout (choice).
     """
 
@@ -49,7 +49,7 @@ class Convs(nn.Sequential):
 
 
 class ExplainableConv(nn.Module):
-    """ExplainableConv(cin, cout, k) of SPEC §2: a shared kernel modulated per sample by its own attention.
+    """ExplainableConv(cin, cout, k) of docs/model.md: a shared kernel modulated per sample by its own attention.
 
     x: B×cin×H×W → B×cout×H×W (stride 1, 'same' padding). θ (learnable, init 0) thresholds the input into
     a binary mask whose k×k pooled fractions give the tap attention A = k²·softmax(p). With `record` set,
@@ -102,7 +102,7 @@ def spatial_conv(c: int, *, explainable: bool, depthwise: bool, tau: float) -> n
 
 
 class EPBlock(nn.Module):
-    """EPBlock(c) of SPEC §2: a NAFNet block whose 3×3 conv (over 2c channels) is an ExplainableConv.
+    """EPBlock(c) of docs/model.md: a NAFNet block whose 3×3 conv (over 2c channels) is an ExplainableConv.
 
     x: B×c×H×W → B×c×H×W. Both residual branches are scaled by β, γ (init 0), so a new block is the identity.
     """
@@ -130,7 +130,7 @@ class EPBlock(nn.Module):
 
 
 def frobenius_normalize(m: Tensor, eps: float = 1e-6) -> Tensor:
-    """nf of SPEC §2: each (b, c) matrix of a B×C×n×n tensor divided by its Frobenius norm (+eps).
+    """nf of docs/model.md (Init): each (b, c) matrix of a B×C×n×n tensor divided by its Frobenius norm (+eps).
 
     Computed in float32 at least (float64 stays float64), whatever the autocast state.
     """

@@ -1,4 +1,4 @@
-"""DGUNet baseline (SPEC §9): Mou, Wang, Zhang, "Deep Generalized Unfolding Networks for Image Restoration",
+"""DGUNet baseline (docs/model.md): Mou, Wang, Zhang, "Deep Generalized Unfolding Networks for Image Restoration",
 CVPR 2022 — proximal gradient descent unfolded into 7 stages.
 
 Stage k restores the image estimate z (B×C×H×W) from the degraded observation y in two steps:
@@ -41,7 +41,8 @@ from torch import Tensor
 
 from interir.errors import InterIRError
 from interir.model.inputs import check_image_batch, in_network_dtype, pad_bottom_right
-from interir.model.zoo import config_from_preset
+from interir.model.protocol import RestorationModel
+from interir.model.registry import config_from_preset, model_entry, register_model
 from interir.validation import expect_bool, expect_float, expect_int, expect_mapping
 
 
@@ -116,10 +117,10 @@ DGUNET_PRESETS: dict[str, dict] = {
 
 def dgunet_preset_config(name: str, **overrides) -> DGUNetConfig:
     """The DGUNetConfig of preset `name`, with keyword overrides (any DGUNetConfig field)."""
-    return config_from_preset(DGUNetConfig, DGUNET_PRESETS, name, overrides, "DGUNet", "DGUNet preset")
+    return config_from_preset(model_entry("dgunet"), name, overrides)
 
 
-def build_dgunet(preset: str = "dgunet", **overrides) -> DGUNet:
+def build_dgunet(preset: str = "dgunet", **overrides) -> "DGUNet":
     """DGUNet of preset `preset` (`dgunet`, `dgunet-derain`, `dgunet-tiny`) with keyword overrides."""
     return DGUNet(dgunet_preset_config(preset, **overrides))
 
@@ -375,13 +376,17 @@ class DGUNetStage(nn.Module):
         return sam_feat, img, skips, outs
 
 
-class DGUNet(nn.Module):
+@register_model("dgunet", config=DGUNetConfig, presets=DGUNET_PRESETS, default_preset="dgunet",
+                smallest_preset="dgunet-tiny", loss="dgunet", uses_ops=False)
+class DGUNet(RestorationModel):
     """DGUNet: B×in_c×H×W degraded image in [0, 1] → B×in_c×H×W restored image (any H, W ≥ 1, batch ≥ 1).
 
     The input y is padded at the bottom/right (reflect, or replicate when the image is too small) to a
     multiple of 2^(unet_depth−1) = 8 and to at least twice that (so the coarsest level, which is
     instance-normalised, has more than one pixel), restored in depth + 2 = 7 stages, and cropped back.
     """
+
+    step_text = "the learned gradient step size r of every stage (stages 2 to depth + 1 share theirs)"
 
     def __init__(self, cfg: DGUNetConfig | None = None, **overrides):
         super().__init__()
@@ -451,6 +456,10 @@ class DGUNet(nn.Module):
         if not return_stages:
             return out
         return out, [s[..., :h, :w] for s in stages] + [out]
+
+    @property
+    def padding_multiple(self) -> int:
+        return self.cfg.multiple
 
     def step_sizes(self) -> list[float]:
         """The learned gradient step r of every stage, in order (the shared middle stage's r repeated)."""

@@ -27,6 +27,11 @@ def check_image_batch(x, channels: int, network: str) -> None:
         raise InterIRError(f"{network} input contains NaN or Inf values")
 
 
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad B×C×H×W at the bottom/right to multiples of `multiple` (pad_bottom_right's rule)."""
+    return pad_bottom_right(x, x.shape[-2] + (-x.shape[-2]) % multiple, x.shape[-1] + (-x.shape[-1]) % multiple)
+
+
 def pad_bottom_right(x: Tensor, height: int, width: int) -> Tensor:
     """Pad B×C×H×W to height×width at the bottom/right: reflect, or replicate when the image is too small."""
     ph, pw = height - x.shape[-2], width - x.shape[-1]

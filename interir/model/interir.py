@@ -1,4 +1,4 @@
-"""InterIR (SPEC §2): an improved semi-smooth Newton method unfolded into N IPBlocks + a final RESM.
+"""InterIR (docs/model.md): an improved semi-smooth Newton method unfolded into N IPBlocks + a final RESM.
 
 State carried between stages, all at 1/4 resolution (h = H/4, w = W/4):
 X (the image estimate, B×C×h×w), M (Lagrange multiplier, B×C×h×w), P1 (B×C×h×h) and P2 (B×C×w×w), the
@@ -13,8 +13,11 @@ import torch.nn as nn
 from torch import Tensor
 
 from interir import ops
-from interir.model.inputs import check_image_batch, in_network_dtype, pad_bottom_right
-from interir.model.blocks import Convs, EPBlock, ExplainableConv, frobenius_normalize
+from interir.model.blocks import Convs, EPBlock, frobenius_normalize
+from interir.model.inputs import check_image_batch, in_network_dtype, pad_to_multiple
+from interir.model.presets import PRESETS
+from interir.model.protocol import RestorationModel
+from interir.model.registry import register_model
 from interir.validation import expect_bool, expect_float, expect_int, expect_mapping
 
 
@@ -55,7 +58,7 @@ def _ep(cfg: InterIRConfig, c: int) -> EPBlock:
 
 
 class RESM(nn.Module):
-    """Restoration-equation solver: one unfolded step on the ISN residual (SPEC §2, RESM).
+    """Restoration-equation solver: one unfolded step on the ISN residual (docs/model.md, RESM).
 
     forward(X, M, Dd, P1, P2) → the updated X; all maps B×C×h×w.
     """
@@ -88,7 +91,7 @@ class RESM(nn.Module):
 
 
 class DMUM(nn.Module):
-    """Degradation-matrix update: closed form of the P sub-problem, unfolded (SPEC §2, DMUM).
+    """Degradation-matrix update: closed form of the P sub-problem, unfolded (docs/model.md, DMUM).
 
     forward(X, Dd, P2) → (P1: B×C×h×h, P2: B×C×w×w), each Frobenius-normalised per (b, c).
     """
@@ -118,7 +121,7 @@ class DMUM(nn.Module):
 
 
 class MUM(nn.Module):
-    """Multiplier update M ← M + EP_M(X) − Convs_z'(EP0'(X) + M) (SPEC §2, MUM)."""
+    """Multiplier update M ← M + EP_M(X) − Convs_z'(EP0'(X) + M) (docs/model.md, MUM)."""
 
     def __init__(self, cfg: InterIRConfig):
         super().__init__()
@@ -146,13 +149,22 @@ class IPBlock(nn.Module):
         return x, m, p1, p2
 
 
-class InterIR(nn.Module):
+@register_model("interir", config=InterIRConfig, presets=PRESETS, default_preset="paper", smallest_preset="tiny",
+                loss="l1_fft")
+class InterIR(RestorationModel):
     """InterIR network: B×3×H×W degraded image in [0, 1] → B×3×H×W restored image (any H, W ≥ 1).
 
     The input is reflect-padded to a multiple of `scale`, embedded at 1/scale resolution (PixelUnshuffle +
     3×3 conv), refined by N IPBlocks and a final RESM, mapped back (3×3 conv + PixelShuffle) to a residual,
     and cropped: Î = D + R.
     """
+
+    stage_text = ("Each IPBlock is one iteration of the unfolded semi-smooth Newton solver (RESM: a gradient step "
+                  "on the restoration equation; DMUM: update of the degradation operator's Kronecker factors P1, "
+                  "P2; MUM: update of the Lagrange multiplier). Image <i>k</i> is Î<sub>k</sub> = D + "
+                  "Up(X<sub>k</sub>), the solver's estimate after <i>k</i> iterations mapped back to pixels; the "
+                  "last one, after the final RESM, is the output.")
+    step_text = "the learned η of every RESM's gradient step X ← X − η·V"
 
     def __init__(self, cfg: InterIRConfig | None = None, **overrides):
         super().__init__()
@@ -174,11 +186,10 @@ class InterIR(nn.Module):
         check_image_batch(d, self.cfg.in_channels, "InterIR")
 
     def _pad(self, d: Tensor) -> Tensor:
-        s = self.cfg.scale
-        return pad_bottom_right(d, d.shape[-2] + (-d.shape[-2]) % s, d.shape[-1] + (-d.shape[-1]) % s)
+        return pad_to_multiple(d, self.cfg.scale)
 
     def embed(self, d: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Down + Init (SPEC §2 steps 1–2): padded D → (Dd, M, P1, P2)."""
+        """Down + Init (docs/model.md, Network steps 1–2): padded D → (Dd, M, P1, P2)."""
         dd = self.down(d)
         m = self.init_m(dd) + dd
         p1 = frobenius_normalize(dd @ dd.transpose(-1, -2))  # h×h
@@ -209,17 +220,33 @@ class InterIR(nn.Module):
         stages = [(dp + self.up(s).to(dp.dtype))[..., :hh, :ww] for s in states] + [out]
         return out, stages
 
-    def explainable_convs(self) -> list[tuple[str, ExplainableConv]]:
-        """(name, module) of every ExplainableConv, in forward order."""
-        return [(n, mod) for n, mod in self.named_modules() if isinstance(mod, ExplainableConv)]
-
-    def record_explanations(self, enabled: bool = True) -> None:
-        """Make every ExplainableConv keep its last attention and mask (see ExplainableConv)."""
-        for _, mod in self.explainable_convs():
-            mod.record = enabled
-            if not enabled:
-                mod.last_attention = mod.last_mask = None
+    # ----------------------------------------------------------------------- protocol (interir.model.protocol)
+    @property
+    def padding_multiple(self) -> int:
+        return self.cfg.scale
 
     def step_sizes(self) -> list[float]:
         """The learned η of every RESM, in order (N IPBlocks, then the final RESM)."""
         return [b.resm.eta.item() for b in self.blocks] + [self.final.eta.item()]
+
+    def step_labels(self) -> list[str]:
+        return [f"RESM {i + 1}" for i in range(len(self.blocks))] + ["final"]
+
+    @property
+    def initial_step_size(self) -> float:
+        return self.cfg.eta_init
+
+    def stage_labels(self, count: int) -> list[str]:
+        return [f"after IPBlock {i + 1}" for i in range(count - 1)] + ["after final RESM (output)"]
+
+    def explanation_group(self, conv_name: str) -> tuple[str, str, str]:
+        """Group a conv by its IPBlock (key "01", …) or the final RESM ("final"); name it by its EPBlock."""
+        parts = conv_name.split(".")
+        if parts[-1] == "conv2":  # the EPBlock's 3×3 conv: name it by its EPBlock
+            parts = parts[:-1]
+        if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit():
+            i = int(parts[1])
+            return f"{i + 1:02d}", f"IPBlock {i + 1}", " ".join(p.upper() for p in parts[2:]) or conv_name
+        if parts[0] == "final":
+            return "final", "final RESM", "RESM " + " ".join(p.upper() for p in parts[1:])
+        return super().explanation_group(conv_name)

@@ -1,4 +1,4 @@
-"""Small helpers shared by the op front-ends: argument checks and the autocast dtype."""
+"""Small helpers shared by the op contracts: argument checks, the autocast dtype, flop formulas."""
 from __future__ import annotations
 
 import torch
@@ -50,3 +50,11 @@ def common_dtype(*tensors: Tensor) -> torch.dtype:
     for t in tensors[1:]:
         result = torch.promote_types(result, t.dtype)
     return result
+
+
+def register_flops(op_name: str, formula) -> None:
+    """Teach torch.utils.flop_counter.FlopCounterMode the cost of `interir::<op_name>`: formula(*argument
+    shapes, out_shape=...) -> FLOPs (2 per multiply-add). Tools built on FlopCounterMode then count it."""
+    from torch.utils.flop_counter import register_flop_formula
+
+    register_flop_formula(getattr(torch.ops.interir, op_name))(formula)

@@ -1,85 +1,190 @@
-"""Backend registry and choice for the accelerated operations.
+"""The backend registry: which implementations of the ops exist, which one serves a call.
 
-A backend (`reference`, `triton`, `cuda`) registers one callable per operation name. The backend used for a
-call is, in order of precedence: the call's `backend=` argument, the innermost `use_backend(...)` context,
-the `INTERIR_BACKEND` environment variable, and finally `auto` (the best available backend for the
-tensor's device; always `reference` on CPU). `auto` only ever falls back to a backend that is equally
-correct; asking for a backend by name that cannot serve the input raises `BackendUnavailable`.
+An op's *contract* (interir/ops/<op>.py) declares itself here with `declare_op(name, define)`; `define` turns
+one backend's plain functions into the op's torch.library custom ops (schema, fake, autograd, flop formula).
+A *backend* is a passive table, `{op name: {"forward": f, "backward": g, "why_not": w, ...}}`, that never
+imports interir.ops: the built-in ones are loaded from `_TABLES` at first use (`reference`:
+interir/ops/reference.py, `triton`: interir.kernels, `cuda`: interir/ops/cuda.py); `register_backend` adds
+any other (a test stand-in, an out-of-tree backend). See docs/ops.md.
+
+The backend used for a call is, in order of precedence: the call's `backend=` argument, the innermost
+`use_backend(...)` context, the `INTERIR_BACKEND` environment variable, and finally `auto` (the best available
+backend for the tensor's device; always `reference` on CPU). `auto` only ever falls back to a backend that is
+equally correct; asking for a backend by name that cannot serve the input raises `BackendUnavailable`.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib
 import os
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
-BACKENDS = ("reference", "triton", "cuda")
-CHOICES = BACKENDS + ("auto",)
+from interir.errors import BackendNotInstalled  # noqa: F401  (re-exported for backend modules' users)
+
+BACKENDS = ("reference", "triton", "cuda")  # the built-in backends
 ENV_VAR = "INTERIR_BACKEND"
 
-# Modules that register a backend's ops when imported; the reference ops are always loaded.
-_LOADERS = {
-    "reference": "interir.ops._reference_ops",
+# Built-in backend -> the module whose TABLE (and optional DEVICE_TYPES) it is.
+_TABLES = {
+    "reference": "interir.ops.reference",
     "triton": "interir.kernels",
-    "cuda": "interir.ops._cuda_ops",
+    "cuda": "interir.ops.cuda",
 }
 # auto's preference order on a CUDA device
 _AUTO_ORDER_CUDA = ("cuda", "triton", "reference")
 
-# backend -> op name -> (callable, supports) ; supports(*args) -> None or a reason it cannot serve them
-_REGISTRY: dict[str, dict[str, tuple[Callable, Callable | None]]] = {name: {} for name in BACKENDS}
-_LOAD_ERRORS: dict[str, str] = {}
-_override: str | None = None
+
+@dataclass
+class OpImpl:
+    """One backend's implementation of one op, as its table gives it.
+
+    forward/backward: the op's plain functions (signatures in the op's contract, docs/ops.md);
+    why_not(*forward args) -> None, or a one-line reason this backend cannot serve those arguments;
+    saved_like(*forward args) -> an empty tensor shaped like the state forward keeps for backward (the ops
+    whose contract carries saved state; None otherwise)."""
+
+    forward: Callable
+    backward: Callable
+    why_not: Callable[..., str | None] | None = None
+    saved_like: Callable | None = None
+
+
+class Slot:
+    """The current OpImpl behind one (op, backend) pair of torch.library ops. The ops call through the slot,
+    so registering a backend again (a test stand-in, say) swaps its functions without redefining the ops,
+    which torch.library cannot do."""
+
+    def __init__(self, impl: OpImpl):
+        self.impl = impl
 
 
 class BackendUnavailable(RuntimeError):
     """The requested backend cannot run this operation on these inputs; the message says why."""
 
 
-class BackendNotInstalled(ImportError):
-    """Raised while importing a backend's module when it is not installed; the message is the whole reason."""
+# op name -> define(backend, slot, device_types) -> the callable custom op
+_CONTRACTS: dict[str, Callable[[str, Slot, Any], Callable]] = {}
+# backend -> op name -> (callable custom op, slot)
+_REGISTRY: dict[str, dict[str, tuple[Callable, Slot]]] = {}
+# backend -> why it cannot be used ("" once it loaded)
+_UNAVAILABLE: dict[str, str] = {}
+_DEFINED: dict[tuple[str, str], tuple[Callable, Slot]] = {}
+_override: str | None = None
 
 
-def register(backend: str, op_name: str, fn: Callable, supports: Callable | None = None) -> None:
-    """Make `fn` the `backend` implementation of `op_name`. `supports(*args, **kw)` may veto inputs."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    _REGISTRY[backend][op_name] = (fn, supports)
+def declare_op(name: str, define: Callable[[str, Slot, Any], Callable]) -> None:
+    """Called by an op's contract module: `define(backend, slot, device_types)` makes that backend's ops."""
+    _CONTRACTS[name] = define
 
 
-def _load(backend: str) -> str | None:
-    """Import the backend's module once; return None when loaded, else why it is unavailable."""
-    if backend in _LOAD_ERRORS:
-        return _LOAD_ERRORS[backend] or None
-    module = _LOADERS[backend]
+def op_names() -> tuple[str, ...]:
+    return tuple(_CONTRACTS)
+
+
+def register_backend(name: str, table: Mapping[str, Mapping[str, Callable]], device_types=None) -> None:
+    """Add `table` (op name -> {"forward", "backward", optional "why_not", "saved_like"}) to the backend `name`.
+
+    Each op of the table becomes torch.library ops `interir::<op>_<name>` (and `<op>_backward_<name>`);
+    `device_types` restricts them to a device type ("cuda"), None serves every device. Registering a name
+    again adds the ops it lists and replaces their functions (the ops it does not list stay). An op no table
+    gave is reported as such when it is asked for."""
+    name = _check_backend_name(name)
+    if name in _TABLES and name not in _REGISTRY:
+        load(name)  # a built-in (or module) backend: its own table first, then what is added here
+    _add_table(name, table, device_types)
+
+
+def _add_table(name: str, table: Mapping[str, Mapping[str, Callable]], device_types) -> None:
+    entries = dict(_REGISTRY.get(name, {}))
+    for op, fns in table.items():
+        if op not in _CONTRACTS:
+            raise ValueError(f"backend {name!r} implements an unknown op {op!r}; known: {', '.join(_CONTRACTS)}")
+        missing = [k for k in ("forward", "backward") if k not in fns]
+        if missing:
+            raise ValueError(f"backend {name!r}: op {op!r} lacks {' and '.join(missing)}")
+        impl = OpImpl(fns["forward"], fns["backward"], fns.get("why_not"), fns.get("saved_like"))
+        if (op, name) in _DEFINED:
+            fn, slot = _DEFINED[(op, name)]
+            slot.impl = impl
+        else:
+            slot = Slot(impl)
+            fn = _CONTRACTS[op](name, slot, device_types)
+            _DEFINED[(op, name)] = (fn, slot)
+        entries[op] = (fn, slot)
+    _REGISTRY[name] = entries
+    _UNAVAILABLE[name] = ""
+
+
+def register_backend_module(name: str, module: str) -> None:
+    """Make `name` the backend whose table the module `module` holds (TABLE, optional DEVICE_TYPES), loaded
+    at first use like the built-in ones; an import that raises BackendNotInstalled makes its message the
+    backend's reason for being unavailable."""
+    _check_backend_name(name)
+    if name in BACKENDS:
+        raise ValueError(f"{name!r} is a built-in backend")
+    _TABLES[name] = module
+    _UNAVAILABLE.pop(name, None)
+    _REGISTRY.pop(name, None)
+
+
+def unregister_backend(name: str) -> None:
+    """Forget a backend registered with `register_backend` (its torch.library ops stay defined, unused)."""
+    if name in BACKENDS:
+        raise ValueError(f"{name!r} is a built-in backend")
+    _REGISTRY.pop(name, None)
+    _UNAVAILABLE.pop(name, None)
+    _TABLES.pop(name, None)
+
+
+def _check_backend_name(name: str) -> str:
+    if not isinstance(name, str) or not name.isidentifier() or name == "auto":
+        raise ValueError(f"a backend name must be an identifier other than 'auto', got {name!r}")
+    return name
+
+
+def load(backend: str) -> str | None:
+    """Load a backend once; return None when it can be used, else why not."""
+    if backend in _UNAVAILABLE:
+        return _UNAVAILABLE[backend] or None
+    if backend not in _TABLES:
+        return f"no backend {backend!r} is registered"
+    module_name = _TABLES[backend]
     reason = ""
     try:
-        importlib.import_module(module)
+        module = importlib.import_module(module_name)
+        _add_table(backend, module.TABLE, getattr(module, "DEVICE_TYPES", None))
     except BackendNotInstalled as exc:
         reason = str(exc)
     except ModuleNotFoundError as exc:
         reason = (
-            f"not part of this installation ({module} is missing)"
-            if exc.name and module.startswith(exc.name)
+            f"not part of this installation ({module_name} is missing)"
+            if exc.name and module_name.startswith(exc.name)
             else f"a dependency is missing: {exc.name}"
         )
     except Exception as exc:  # a broken build must say why, not crash every op call
         reason = f"failed to load ({type(exc).__name__}: {exc})"
-    _LOAD_ERRORS[backend] = reason
+    _UNAVAILABLE[backend] = reason
     return reason or None
 
 
+def backend_names() -> tuple[str, ...]:
+    """The built-in backends, then any registered with `register_backend` or `register_backend_module`."""
+    extra = [n for n in (*_TABLES, *_REGISTRY) if n not in BACKENDS]
+    return BACKENDS + tuple(dict.fromkeys(extra))
+
+
 def available_backends() -> dict[str, str | None]:
-    """{backend: None if it loaded, else the reason it is unavailable}."""
-    return {name: _load(name) for name in BACKENDS}
+    """{backend: None if it can be used, else the reason it cannot}."""
+    return {name: load(name) for name in backend_names()}
 
 
 def validate_name(name: str) -> str:
     name = name.strip().lower()
-    if name not in CHOICES:
-        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(CHOICES)}")
+    if name != "auto" and name not in backend_names():
+        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(backend_names() + ('auto',))}")
     return name
 
 
@@ -92,45 +197,46 @@ def current_backend() -> str:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[str]:
-    """Run the enclosed ops on backend `name` (`reference`, `triton`, `cuda` or `auto`)."""
+    """Run the enclosed ops on backend `name` (`reference`, `triton`, `cuda`, a registered one, or `auto`)."""
     global _override
     previous, _override = _override, validate_name(name)
     if _override != "auto":
-        _load(_override)  # import the backend here, not inside a torch.compile trace
+        load(_override)  # import the backend here, not inside a torch.compile trace
     try:
         yield _override
     finally:
         _override = previous
 
 
-def _why_not(backend: str, op_name: str, args: tuple, kwargs: dict) -> str | None:
-    reason = _load(backend)
+def why_not(backend: str, op_name: str, *args) -> str | None:
+    """None if `backend` can run `op_name` on these arguments, else a one-line reason."""
+    reason = load(backend)
     if reason:
         return reason
     entry = _REGISTRY[backend].get(op_name)
     if entry is None:
         return f"it has no implementation of {op_name}"
-    supports = entry[1]
-    return supports(*args, **kwargs) if supports is not None else None
+    check = entry[1].impl.why_not
+    return check(*args) if check is not None else None
 
 
-def dispatch(op_name: str, device: torch.device, backend: str | None, *args, **kwargs):
+def dispatch(op_name: str, device: torch.device, backend: str | None, *args):
     """Call `op_name` on the chosen backend with `args`; `device` is where the inputs live."""
     name = validate_name(backend) if backend is not None else current_backend()
     if name != "auto":
-        reason = _why_not(name, op_name, args, kwargs)
+        reason = why_not(name, op_name, *args)
         if reason:
             raise BackendUnavailable(f"backend '{name}' cannot run {op_name}: {reason}")
-        return _REGISTRY[name][op_name][0](*args, **kwargs)
+        return _REGISTRY[name][op_name][0](*args)
     order = _AUTO_ORDER_CUDA if device.type == "cuda" else ("reference",)
     for candidate in order:
-        if _why_not(candidate, op_name, args, kwargs) is None:
-            return _REGISTRY[candidate][op_name][0](*args, **kwargs)
+        if why_not(candidate, op_name, *args) is None:
+            return _REGISTRY[candidate][op_name][0](*args)
     raise BackendUnavailable(f"no backend can run {op_name} on {device.type} inputs")
 
 
 def preload_requested() -> None:
-    """Import the backend $INTERIR_BACKEND names, at import time rather than inside a torch.compile trace."""
+    """Load the backend $INTERIR_BACKEND names, at import time rather than inside a torch.compile trace."""
     name = os.environ.get(ENV_VAR, "auto").strip().lower()
     if name in BACKENDS:
-        _load(name)
+        load(name)

@@ -1,40 +1,36 @@
-"""Explainable convolution (SPEC §2): attention from a thresholded mask, then a per-sample modulated conv.
+"""Explainable convolution (docs/model.md, "ExplainableConv"): attention from a thresholded mask, then a
+per-sample modulated convolution. The contract of two ops and their public front-ends.
 
-Two torch.library ops per backend, `interir::explainable_attention_<backend>` and
-`interir::modulated_conv_<backend>`, each with a fake implementation and an autograd formula whose backward
-is itself an op of the same backend. `define_backend` is how a backend (reference, triton, cuda) plugs in.
+Contract (docs/ops.md): a backend's table gives, for `explainable_attention`,
+    forward(x, theta, kernel_size, tau) -> A                   x: B×Cin×H×W, theta: 0-dim → A: B×Cin×k×k float32
+    backward(grad_A, x, theta, A, tau) -> (dx, dtheta)         (float64 for float64 x)
+and for `modulated_conv`,
+    forward(x, weight, bias, attn, groups) -> y                weight: Cout×Cin/groups×k×k, attn: B×Cin×k×k
+    backward(grad_y, x, weight, attn, groups) -> (dx, dweight, dattn, dbias)
+each with an optional why_not(*forward args). `_define_attention` / `_define_conv` make them the torch.library
+ops `interir::<op>_<backend>` and `interir::<op>_backward_<backend>` with fake implementations, the autograd
+formula (whose backward is the backend's own backward op) and a flop formula.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from interir.ops import backends
-from interir.ops._common import shape_text, autocast_dtype, check, float_dtype_of, scalar_tensor
+from interir.ops._common import autocast_dtype, check, float_dtype_of, register_flops, scalar_tensor, shape_text
 
 
 def _attention_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def define_backend(
-    backend: str,
-    *,
-    attention: Callable,
-    attention_backward: Callable,
-    conv: Callable,
-    conv_backward: Callable,
-    device_types=None,
-    supports: Callable | None = None,
-) -> None:
-    """Register the two ops of `backend` from plain functions with the signatures of interir.ops.reference."""
-
+def _define_attention(backend: str, slot: backends.Slot, device_types=None):
     @torch.library.custom_op(f"interir::explainable_attention_{backend}", mutates_args=(), device_types=device_types)
     def attention_op(x: Tensor, theta: Tensor, kernel_size: int, tau: float) -> Tensor:
-        return attention(x, theta, kernel_size, tau)
+        return slot.impl.forward(x, theta, kernel_size, tau)
 
     @attention_op.register_fake
     def _(x, theta, kernel_size, tau):
@@ -46,27 +42,44 @@ def define_backend(
     def attention_backward_op(
         grad_attn: Tensor, x: Tensor, theta: Tensor, attn: Tensor, tau: float
     ) -> tuple[Tensor, Tensor]:
-        return attention_backward(grad_attn, x, theta, attn, tau)
+        return slot.impl.backward(grad_attn, x, theta, attn, tau)
 
     @attention_backward_op.register_fake
     def _(grad_attn, x, theta, attn, tau):
         return torch.empty_like(x), torch.empty_like(theta)
 
-    def attention_setup(ctx, inputs, output):
+    def setup(ctx, inputs, output):
         x, theta, _, tau = inputs
         ctx.save_for_backward(x, theta, output)
         ctx.tau = tau
 
-    def attention_grad(ctx, grad_attn):
+    def grad(ctx, grad_attn):
         x, theta, attn = ctx.saved_tensors
         dx, dtheta = attention_backward_op(grad_attn.contiguous(), x, theta, attn, ctx.tau)
         return dx, dtheta, None, None
 
-    attention_op.register_autograd(attention_grad, setup_context=attention_setup)
+    attention_op.register_autograd(grad, setup_context=setup)
+    # Mask, pooling and softmax are element-wise work, which FlopCounterMode does not count for plain PyTorch
+    # either (it counts matrix-class products): 0. The backward spreads dp back over the bins with the pooling
+    # matrices, R_hᵀ·dp·R_w (interir.ops.reference): 2·B·C·H·k·(k + W).
+    register_flops(f"explainable_attention_{backend}", lambda *args, out_shape=None, **kw: 0)
+    register_flops(f"explainable_attention_backward_{backend}",
+                   lambda g, x, *args, out_shape=None, **kw: 2 * x[0] * x[1] * x[2] * g[-1] * (g[-1] + x[3]))
+    return attention_op
 
+
+def conv_flops(x_shape, w_shape) -> int:
+    """FLOPs of one modulated conv (2 per multiply-add), as FlopCounterMode counts the grouped conv that
+    defines it: 2·B·Cout·H·W·(Cin/groups)·k²."""
+    b, _, h, w = x_shape
+    cout, cin_g, k, _ = w_shape
+    return 2 * b * cout * h * w * cin_g * k * k
+
+
+def _define_conv(backend: str, slot: backends.Slot, device_types=None):
     @torch.library.custom_op(f"interir::modulated_conv_{backend}", mutates_args=(), device_types=device_types)
     def conv_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], attn: Tensor, groups: int) -> Tensor:
-        return conv(x, weight, bias, attn, groups)
+        return slot.impl.forward(x, weight, bias, attn, groups)
 
     @conv_op.register_fake
     def _(x, weight, bias, attn, groups):
@@ -76,7 +89,7 @@ def define_backend(
     def conv_backward_op(
         grad_y: Tensor, x: Tensor, weight: Tensor, attn: Tensor, groups: int
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        return conv_backward(grad_y, x, weight, attn, groups)
+        return slot.impl.backward(grad_y, x, weight, attn, groups)
 
     @conv_backward_op.register_fake
     def _(grad_y, x, weight, attn, groups):
@@ -87,28 +100,34 @@ def define_backend(
             weight.new_empty((weight.shape[0],)),
         )
 
-    def conv_setup(ctx, inputs, output):
+    def setup(ctx, inputs, output):
         x, weight, bias, attn, groups = inputs
         ctx.save_for_backward(x, weight, attn)
         ctx.groups = groups
         ctx.has_bias = bias is not None
         ctx.bias_dtype = bias.dtype if bias is not None else None
 
-    def conv_grad(ctx, grad_y):
+    def grad(ctx, grad_y):
         x, weight, attn = ctx.saved_tensors
         dx, dweight, dattn, dbias = conv_backward_op(grad_y.contiguous(), x, weight, attn, ctx.groups)
         return dx, dweight, dbias.to(ctx.bias_dtype) if ctx.has_bias else None, dattn, None
 
-    conv_op.register_autograd(conv_grad, setup_context=conv_setup)
+    conv_op.register_autograd(grad, setup_context=setup)
+    register_flops(f"modulated_conv_{backend}", lambda x, w, *args, out_shape=None, **kw: conv_flops(x, w))
+    # dx and the per-sample kernel gradient: two convolutions of the forward's size
+    register_flops(f"modulated_conv_backward_{backend}",
+                   lambda g, x, w, *args, out_shape=None, **kw: 2 * conv_flops(x, w))
+    return conv_op
 
-    backends.register(backend, "explainable_attention", attention_op, supports)
-    backends.register(backend, "modulated_conv", conv_op, supports)
+
+backends.declare_op("explainable_attention", _define_attention)
+backends.declare_op("modulated_conv", _define_conv)
 
 
 def explainable_attention(
     x: Tensor, theta: Tensor, kernel_size: int, tau: float = 0.5, *, backend: str | None = None
 ) -> Tensor:
-    """Attention A = k²·softmax(adaptive_avg_pool(1[x > θ], k×k)) of SPEC §2.
+    """Attention A = k²·softmax(adaptive_avg_pool(1[x > θ], k×k)) of docs/model.md.
 
     x: B×Cin×H×W float, theta: 1-element tensor → A: B×Cin×k×k, float32 (float64 for float64 x).
     Gradients reach x and θ through the straight-through surrogate sigmoid((x − θ)/τ).
@@ -143,12 +162,14 @@ def modulated_conv(
     x: B×Cin×H×W, weight: Cout×(Cin/groups)×k×k (k odd), bias: Cout or None, attn: B×Cin×k×k → B×Cout×H×W
     in x's dtype (the autocast dtype under autocast).
     """
-    check(isinstance(x, Tensor) and x.dim() == 4, f"modulated_conv: x must be a 4-D B×C×H×W tensor, got {shape_text(x)}")
+    check(isinstance(x, Tensor) and x.dim() == 4,
+          f"modulated_conv: x must be a 4-D B×C×H×W tensor, got {shape_text(x)}")
     float_dtype_of("modulated_conv: x", x)
     check(min(x.shape[1:]) >= 1, f"modulated_conv: x needs C, H, W ≥ 1, got shape {tuple(x.shape)}")
     check(isinstance(weight, Tensor) and weight.dim() == 4,
           f"modulated_conv: weight must be a 4-D Cout×Cin×k×k tensor, got {shape_text(weight)}")
-    check(isinstance(groups, int) and not isinstance(groups, bool), f"modulated_conv: groups must be an integer, got {groups!r}")
+    check(isinstance(groups, int) and not isinstance(groups, bool),
+          f"modulated_conv: groups must be an integer, got {groups!r}")
     k = weight.shape[-1]
     check(weight.shape[-2] == k and k % 2 == 1, f"modulated_conv: kernel must be square and odd, got {k}")
     b, cin = x.shape[:2]
@@ -159,7 +180,8 @@ def modulated_conv(
     check(tuple(attn.shape) == (b, cin, k, k),
           f"modulated_conv: attn must be {(b, cin, k, k)}, got {tuple(attn.shape)}")
     check(bias is None or tuple(bias.shape) == (weight.shape[0],),
-          f"modulated_conv: bias must have shape ({weight.shape[0]},), got {None if bias is None else tuple(bias.shape)}")
+          f"modulated_conv: bias must have shape ({weight.shape[0]},), got "
+          f"{None if bias is None else tuple(bias.shape)}")
     dtype = autocast_dtype(x.device.type) or x.dtype
     x, weight = x.to(dtype).contiguous(), weight.to(dtype).contiguous()
     if b == 0:
@@ -178,7 +200,7 @@ def explainable_conv(
     return_attention: bool = False,
     backend: str | None = None,
 ):
-    """ExplainableConv of SPEC §2: A = attention(x, θ); y = modulated_conv(x, Wt, bias, A).
+    """ExplainableConv of docs/model.md: A = attention(x, θ); y = modulated_conv(x, Wt, bias, A).
 
     Returns y (B×Cout×H×W), or (y, A) with A: B×Cin×k×k when `return_attention`.
     """

@@ -1,36 +1,33 @@
-"""Kronecker-factored degradation operator (SPEC §1) and the RESM pieces built on it.
+"""Kronecker-factored degradation operator (docs/model.md, "Degradation model") and the RESM pieces on it.
 
-Ops per backend: `interir::kron_apply_<backend>` (P(X) = P1·X·P2, or Pᵀ(X) = P1ᵀ·X·P2ᵀ) and
-`interir::kron_step_<backend>` (the RESM gradient step X − η·(PᵀP(F) + R) with the Gram matrices of
-`kron_gram`), each with a fake implementation and an autograd formula whose backward is an op of the same
-backend. `define_backend` is how a backend plugs in.
+Contract (docs/ops.md): a backend's table gives, for `kron_apply`,
+    forward(x, p1, p2, transpose) -> y                   P(X) = P1·X·P2 (transpose: P1ᵀ·X·P2ᵀ) per (b, c)
+    backward(grad_y, x, p1, p2, transpose) -> (dx, dp1, dp2)
+and for `kron_step` (the RESM update with the Grams of `kron_gram`),
+    forward(x, f, gram1, gram2, r, eta) -> X − η·(G1·F·G2 + R)
+    backward(grad_out, f, gram1, gram2, r, eta) -> (dx, df, dgram1, dgram2, dr, deta)
+x, f, r: B×C×h×w; p1, gram1: B×C×h×h; p2, gram2: B×C×w×w; eta: 0-dim float32 (float64 for float64 data).
+Each becomes `interir::<op>_<backend>` and `interir::<op>_backward_<backend>` with fakes, autograd and flops.
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from interir.ops import backends
-from interir.ops._common import shape_text, check, common_dtype, float_dtype_of, scalar_tensor
+from interir.ops._common import check, common_dtype, float_dtype_of, register_flops, scalar_tensor, shape_text
 
 
-def define_backend(
-    backend: str,
-    *,
-    apply: Callable,
-    apply_backward: Callable,
-    step: Callable,
-    step_backward: Callable,
-    device_types=None,
-    supports: Callable | None = None,
-) -> None:
-    """Register the two ops of `backend` from plain functions with the signatures of interir.ops.reference."""
+def kron_flops(x_shape, p1_shape=None, p2_shape=None) -> int:
+    """FLOPs of P1·(X·P2) (2 per multiply-add) on B×C×h×w maps: 2·B·C·(h·w² + h²·w)."""
+    b, c, h, w = x_shape
+    return 2 * b * c * (h * w * w + h * h * w)
 
+
+def _define_apply(backend: str, slot: backends.Slot, device_types=None):
     @torch.library.custom_op(f"interir::kron_apply_{backend}", mutates_args=(), device_types=device_types)
     def apply_op(x: Tensor, p1: Tensor, p2: Tensor, transpose: bool) -> Tensor:
-        return apply(x, p1, p2, transpose)
+        return slot.impl.forward(x, p1, p2, transpose)
 
     @apply_op.register_fake
     def _(x, p1, p2, transpose):
@@ -40,27 +37,33 @@ def define_backend(
     def apply_backward_op(
         grad_y: Tensor, x: Tensor, p1: Tensor, p2: Tensor, transpose: bool
     ) -> tuple[Tensor, Tensor, Tensor]:
-        return apply_backward(grad_y, x, p1, p2, transpose)
+        return slot.impl.backward(grad_y, x, p1, p2, transpose)
 
     @apply_backward_op.register_fake
     def _(grad_y, x, p1, p2, transpose):
         return torch.empty_like(x), torch.empty_like(p1), torch.empty_like(p2)
 
-    def apply_setup(ctx, inputs, output):
+    def setup(ctx, inputs, output):
         x, p1, p2, transpose = inputs
         ctx.save_for_backward(x, p1, p2)
         ctx.transpose = transpose
 
-    def apply_grad(ctx, grad_y):
+    def grad(ctx, grad_y):
         x, p1, p2 = ctx.saved_tensors
         dx, dp1, dp2 = apply_backward_op(grad_y.contiguous(), x, p1, p2, ctx.transpose)
         return dx, dp1, dp2, None
 
-    apply_op.register_autograd(apply_grad, setup_context=apply_setup)
+    apply_op.register_autograd(grad, setup_context=setup)
+    register_flops(f"kron_apply_{backend}", lambda x, *args, out_shape=None, **kw: kron_flops(x))
+    # dX = Aᵀ·dY·Bᵀ, dA = dY·(X·B)ᵀ, dB = (A·X)ᵀ·dY: six products of the forward's size
+    register_flops(f"kron_apply_backward_{backend}", lambda g, x, *args, out_shape=None, **kw: 3 * kron_flops(x))
+    return apply_op
 
+
+def _define_step(backend: str, slot: backends.Slot, device_types=None):
     @torch.library.custom_op(f"interir::kron_step_{backend}", mutates_args=(), device_types=device_types)
     def step_op(x: Tensor, f: Tensor, gram1: Tensor, gram2: Tensor, r: Tensor, eta: Tensor) -> Tensor:
-        return step(x, f, gram1, gram2, r, eta)
+        return slot.impl.forward(x, f, gram1, gram2, r, eta)
 
     @step_op.register_fake
     def _(x, f, gram1, gram2, r, eta):
@@ -70,7 +73,7 @@ def define_backend(
     def step_backward_op(
         grad_out: Tensor, f: Tensor, gram1: Tensor, gram2: Tensor, r: Tensor, eta: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        return step_backward(grad_out, f, gram1, gram2, r, eta)
+        return slot.impl.backward(grad_out, f, gram1, gram2, r, eta)
 
     @step_backward_op.register_fake
     def _(grad_out, f, gram1, gram2, r, eta):
@@ -83,17 +86,22 @@ def define_backend(
             torch.empty_like(eta),
         )
 
-    def step_setup(ctx, inputs, output):
+    def setup(ctx, inputs, output):
         _, f, gram1, gram2, r, eta = inputs
         ctx.save_for_backward(f, gram1, gram2, r, eta)
 
-    def step_grad(ctx, grad_out):
+    def grad(ctx, grad_out):
         return step_backward_op(grad_out.contiguous(), *ctx.saved_tensors)
 
-    step_op.register_autograd(step_grad, setup_context=step_setup)
+    step_op.register_autograd(grad, setup_context=setup)
+    register_flops(f"kron_step_{backend}", lambda x, f, *args, out_shape=None, **kw: kron_flops(f))
+    # V = G1·F·G2 again (for dη) and the three gradients of the product
+    register_flops(f"kron_step_backward_{backend}", lambda g, f, *args, out_shape=None, **kw: 4 * kron_flops(f))
+    return step_op
 
-    backends.register(backend, "kron_apply", apply_op, supports)
-    backends.register(backend, "kron_step", step_op, supports)
+
+backends.declare_op("kron_apply", _define_apply)
+backends.declare_op("kron_step", _define_step)
 
 
 def _check_kron(name: str, x: Tensor, p1: Tensor, p2: Tensor) -> None:
@@ -101,12 +109,14 @@ def _check_kron(name: str, x: Tensor, p1: Tensor, p2: Tensor) -> None:
     check(isinstance(p1, Tensor) and isinstance(p2, Tensor), f"{name}: P1 and P2 must be tensors")
     float_dtype_of(f"{name}: x", x)
     b, c, h, w = x.shape
-    check(tuple(p1.shape) == (b, c, h, h), f"{name}: P1 must be {(b, c, h, h)} for x {tuple(x.shape)}, got {tuple(p1.shape)}")
-    check(tuple(p2.shape) == (b, c, w, w), f"{name}: P2 must be {(b, c, w, w)} for x {tuple(x.shape)}, got {tuple(p2.shape)}")
+    check(tuple(p1.shape) == (b, c, h, h),
+          f"{name}: P1 must be {(b, c, h, h)} for x {tuple(x.shape)}, got {tuple(p1.shape)}")
+    check(tuple(p2.shape) == (b, c, w, w),
+          f"{name}: P2 must be {(b, c, w, w)} for x {tuple(x.shape)}, got {tuple(p2.shape)}")
 
 
 def kron_apply(x: Tensor, p1: Tensor, p2: Tensor, transpose: bool = False, *, backend: str | None = None) -> Tensor:
-    """P(X) = P1·X·P2 per (b, c); with `transpose`, the adjoint Pᵀ(X) = P1ᵀ·X·P2ᵀ (SPEC §1).
+    """P(X) = P1·X·P2 per (b, c); with `transpose`, the adjoint Pᵀ(X) = P1ᵀ·X·P2ᵀ (docs/model.md).
 
     x: B×C×h×w, p1: B×C×h×h, p2: B×C×w×w → B×C×h×w in the common (or autocast) dtype.
     """
@@ -138,7 +148,7 @@ def kron_normal(x: Tensor, gram1: Tensor, gram2: Tensor, *, backend: str | None 
 def kron_step(
     x: Tensor, f: Tensor, gram1: Tensor, gram2: Tensor, r: Tensor, eta: Tensor, *, backend: str | None = None
 ) -> Tensor:
-    """X − η·(G1·F·G2 + R): the RESM update X ← X − η·V with V = PᵀP(F) + R (SPEC §2).
+    """X − η·(G1·F·G2 + R): the RESM update X ← X − η·V with V = PᵀP(F) + R (docs/model.md).
 
     x, f, r: B×C×h×w; gram1: B×C×h×h; gram2: B×C×w×w; eta: 1-element tensor → B×C×h×w.
     """

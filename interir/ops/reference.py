@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # --------------------------------------------------------------------------------------------------------
-# Explainable convolution (SPEC §2): attention from a binary mask, then a per-sample modulated conv.
+# Explainable convolution (docs/model.md): attention from a binary mask, then a per-sample modulated conv.
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -32,7 +32,7 @@ def explainable_attention(x: Tensor, theta: Tensor, kernel_size: int, tau: float
     """Attention A of the explainable conv: B×Cin×H×W input → B×Cin×k×k float32 (float64 for float64 input).
 
     m = 1[x > θ]; p = adaptive_avg_pool(m, k×k); A = k²·softmax(p over the k² taps of each (b, c)).
-    The mask's gradient is straight-through with the surrogate sigmoid((x − θ)/τ) (SPEC §2).
+    The mask's gradient is straight-through with the surrogate sigmoid((x − θ)/τ) (docs/model.md).
     """
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     z = (x.to(acc) - theta.to(acc)) / tau
@@ -122,7 +122,7 @@ def modulated_conv_backward(
 
 
 # --------------------------------------------------------------------------------------------------------
-# Kronecker-factored degradation operator (SPEC §1): P(X) = P1·X·P2 on every (b, c).
+# Kronecker-factored degradation operator (docs/model.md, degradation model): P(X) = P1·X·P2 on every (b, c).
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -155,7 +155,7 @@ def kron_gram(p1: Tensor, p2: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def kron_step(x: Tensor, f: Tensor, gram1: Tensor, gram2: Tensor, r: Tensor, eta: Tensor) -> Tensor:
-    """The RESM gradient step X − η·(PᵀP(F) + R) with PᵀP(F) = G1·F·G2 (SPEC §2, RESM last two lines).
+    """The RESM gradient step X − η·(PᵀP(F) + R) with PᵀP(F) = G1·F·G2 (docs/model.md, RESM).
 
     x, f, r: B×C×h×w; gram1: B×C×h×h, gram2: B×C×w×w (from `kron_gram`); eta: 0-dim or 1-element.
     """
@@ -174,7 +174,7 @@ def kron_step_backward(
 
 
 # --------------------------------------------------------------------------------------------------------
-# Frequency loss (SPEC §3), FSNet form: L1 between the stacked (Re, Im) parts of the two 2-D spectra.
+# Frequency loss (docs/model.md), FSNet form: L1 between the stacked (Re, Im) parts of the two 2-D spectra.
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -222,6 +222,28 @@ def fft_l1_loss_rfft(pred: Tensor, target: Tensor) -> Tensor:
     total = ((half.real.abs() + half.imag.abs()) * weight).sum()
     return total / (2 * d.numel())
 
+
+# --------------------------------------------------------------------------------------------------------
+# The `reference` backend: these functions as a backend table (docs/ops.md). The loss keeps no state for its
+# backward (it recomputes the spectrum), so its `saved` is an empty tensor.
+# --------------------------------------------------------------------------------------------------------
+
+
+def _fft_l1_loss_forward(pred: Tensor, target: Tensor, keep: bool) -> tuple[Tensor, Tensor]:
+    return fft_l1_loss(pred, target), pred.new_empty((0,))
+
+
+def _fft_l1_loss_backward(grad_loss: Tensor, pred: Tensor, target: Tensor, saved: Tensor) -> tuple[Tensor, Tensor]:
+    return fft_l1_loss_backward(grad_loss, pred, target)
+
+
+TABLE = {
+    "explainable_attention": {"forward": explainable_attention, "backward": explainable_attention_backward},
+    "modulated_conv": {"forward": modulated_conv, "backward": modulated_conv_backward},
+    "kron_apply": {"forward": kron_apply, "backward": kron_apply_backward},
+    "kron_step": {"forward": kron_step, "backward": kron_step_backward},
+    "fft_l1_loss": {"forward": _fft_l1_loss_forward, "backward": _fft_l1_loss_backward},
+}
 
 __all__ = [
     "adaptive_pool_matrix",

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from interir.ops.backends import BackendNotInstalled
+from interir.errors import BackendNotInstalled
 
 EMULATE_ENV = "INTERIR_CUDA_EMULATE"
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
