@@ -79,11 +79,10 @@ def cuda_extension():
                 _fail(f"building the CUDA extension interir._C failed ({type(exc).__name__}: {exc}); the compiler "
                       "output above says why. Set INTERIR_BUILD_CUDA=0 to install without it.")
 
-    ext = CUDAExtension(
-        "interir._C",
-        SOURCES,
-        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "--extended-lambda", "-lineinfo"]},
-    )
+    nvcc = ["-O3", "--extended-lambda", "-lineinfo"]
+    if os.environ.get("INTERIR_PTXAS_VERBOSE") == "1":  # registers, stack and spills of every kernel, in the log
+        nvcc.append("-Xptxas=-v")
+    ext = CUDAExtension("interir._C", SOURCES, extra_compile_args={"cxx": ["-O3"], "nvcc": nvcc})
     return [ext], {"build_ext": Build.with_options(use_ninja=True)}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import json
 import os
 import shlex
 import sys
@@ -25,7 +26,7 @@ import torch
 from bench import machine, model_cases, op_cases
 from bench.ceilings import copy_gbps, matmul_tflops, measure_ceilings
 from bench.memory import measure_peak, memory_method, training_state_bytes
-from bench.report import markdown, save
+from bench.report import finite, markdown, save
 from bench.timing import Timing, describe_error, time_in_turns
 from interir import ops
 
@@ -42,6 +43,23 @@ TIMING = {
     ("infer", "cpu"): dict(warmup=1, budget_s=5.0, min_repeats=3, max_repeats=10),
 }
 SMOKE_TIMING = dict(warmup=1, repeats=1)
+
+
+class CaseStream:
+    """`--jsonl`: one JSON line per finished case, flushed and synced as it is written (no-op without a path)."""
+
+    def __init__(self, path: str | None):
+        self._file = open(path, "a", encoding="utf-8") if path else None
+
+    def write(self, record: dict) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(finite(record), default=str, allow_nan=False) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 class BenchError(ValueError):
@@ -73,6 +91,9 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--out", default=str(RESULTS_DIR), help="folder for the JSON and markdown (default: bench/results)")
     p.add_argument("--no-save", action="store_true", help="print the summary, write no files")
+    p.add_argument("--jsonl", default=None, metavar="PATH",
+                   help="also append every finished case to PATH as one JSON line, flushed at once (a run that is "
+                        "cut short keeps what finished; the first line describes the machine)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
@@ -178,6 +199,7 @@ def run_ops(args, device: torch.device, backends: dict, ceilings: dict, log) -> 
     for i, (case, dtype_name, direction) in enumerate(groups, 1):
         record = run_op_case(case, dtype_name, direction, device, backends, ceilings, timing)
         records.append(record)
+        args.stream.write({"suite": "ops", **record})
         log(f"[ops {i}/{len(groups)}] {case.op} {case.regime} {case.label} {dtype_name} {direction}: "
             + _summary(record))
         _release(device)
@@ -337,7 +359,9 @@ def run_model(args, device: torch.device, backends: dict, log) -> dict:
         except Exception as exc:  # the timings do not depend on it
             entry["static"], entry["static_error"] = {}, describe_error(exc)
         entry["train"] = run_train(network, base, plan, args, device, backends, compile_reason, log)
+        args.stream.write({"suite": "train", "network": network, "preset": preset, "records": entry["train"]})
         entry["inference"] = run_inference(network, base, entry["static"], plan, args, device, backends, log)
+        args.stream.write({"suite": "infer", "network": network, "preset": preset, "records": entry["inference"]})
         del base
         _release(device)
     return out
@@ -386,6 +410,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, restart: boo
         raise BenchError("--repeats must be at least 1")
     if args.threads is not None and args.threads < 1:
         raise BenchError("--threads must be at least 1")
+    if args.jsonl and not Path(args.jsonl).resolve().parent.is_dir():
+        raise BenchError(f"--jsonl {args.jsonl}: its folder does not exist")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise BenchError("--device cuda: no CUDA GPU is available here (use --device cpu)")
     device_type = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -408,6 +434,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, restart: boo
         report["notes"].append("CPU timings without the malloc settings of bench/README.md (no restart)")
     log(f"bench: {report['device']['name']} ({device}), backends: "
         + ", ".join(b for b, why in report["backends"].items() if why is None))
+    args.stream = CaseStream(args.jsonl)
+    args.stream.write({"suite": "machine", **{k: report[k] for k in report if k not in ("options", "notes")}})
     report["ceilings"] = measure_ceilings(device, smoke=args.smoke, repeats=1 if args.smoke else args.repeats)
     log("bench: ceilings " + ", ".join(
         [f"copy {report['ceilings'].get('copy', {}).get('gbps', float('nan')):.1f} GB/s"]
@@ -421,6 +449,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, restart: boo
             report["model"] = run_model(args, device, report["backends"], log)
     finally:
         gc.unfreeze()
+        args.stream.close()
     report["duration_s"] = time.time() - started
     if not args.no_save:
         json_path, md_path = save(report, args.out)

@@ -22,6 +22,8 @@ namespace interir {
 
 // Threads per block of every reduction kernel (a power of two); the host emulation uses the same partition.
 constexpr int kThreads = 256;
+// Sizes below this use 32-bit index arithmetic in the kernels that say so (checked by their launchers).
+constexpr int64_t kMaxIndex32 = int64_t(1) << 31;
 // The largest kernel size of the explainable conv (k² accumulators live in registers).
 constexpr int kMaxKernel = 7;
 constexpr int kMaxTaps = kMaxKernel * kMaxKernel;

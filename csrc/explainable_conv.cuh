@@ -14,20 +14,33 @@ constexpr int kConvTile = 8;
 
 // ------------------------------------------------------------------------------------------------ attention
 
-// Number of pixels of bin q (= bi·k + bj) of an H×W map with x > θ, over this thread's share of the bin.
+// The mask 1[(x − θ)/τ > 0] without a division per pixel (a division's slow path is a subroutine call, whose
+// calling convention spills registers in a kernel holding k² accumulators). For τ > 0 (validated by the op) the
+// rounded quotient of a float d = x − θ is positive iff d > τ·2⁻¹⁵⁰ exactly (half the smallest subnormal
+// rounds to zero), i.e. iff d > the largest float ≤ τ·2⁻¹⁵⁰: this function's value. NaN compares false either way.
+inline float positive_quotient_floor(float tau) {
+  const double bound = static_cast<double>(tau) * 0x1p-150;
+  float floor_bound = static_cast<float>(bound);
+  if (static_cast<double>(floor_bound) > bound) floor_bound = std::nextafter(floor_bound, 0.f);
+  return floor_bound;
+}
+
+// Number of pixels of bin q (= bi·k + bj) of an H×W map with (x − θ)/τ > 0, i.e. x − θ > d_min (see
+// positive_quotient_floor), over this thread's share of the bin; NaN if one of its pixels is NaN.
 template <typename T>
-INTERIR_HD float attention_bin_partial(const T* plane, float theta, float tau, int H, int W, int k, int q,
+INTERIR_HD float attention_bin_partial(const T* plane, float theta, float d_min, int H, int W, int k, int q,
                                        int tid, int nthreads) {
   const int bi = q / k, bj = q % k;
   const int h0 = bin_start(bi, H, k), h1 = bin_end(bi, H, k);
   const int w0 = bin_start(bj, W, k), w1 = bin_end(bj, W, k);
+  // 32-bit index arithmetic (the launcher checks H·W < 2³¹): a 64-bit division is a subroutine call too.
   const int bw = w1 - w0;
-  const int64_t n = static_cast<int64_t>(h1 - h0) * bw;
+  const int n = (h1 - h0) * bw;
   float count = 0.f;
-  for (int64_t r = tid; r < n; r += nthreads) {
-    const int h = h0 + static_cast<int>(r / bw), w = w0 + static_cast<int>(r % bw);
-    const float z = (to_float(plane[static_cast<int64_t>(h) * W + w]) - theta) / tau;
-    count += z > 0.f ? 1.f : 0.f;
+  for (int r = tid; r < n; r += nthreads) {
+    const int h = h0 + r / bw, w = w0 + r % bw;
+    const float d = to_float(plane[static_cast<int64_t>(h) * W + w]) - theta;
+    count += d > d_min ? 1.f : (d == d ? 0.f : d);  // a NaN pixel makes the bin NaN, as in the reference
   }
   return count;
 }
@@ -38,34 +51,49 @@ INTERIR_HD float attention_bin_size(int H, int W, int k, int q) {
          static_cast<float>(bin_end(bj, W, k) - bin_start(bj, W, k));
 }
 
-// attn[t] = taps·softmax(pooled)[t]
-INTERIR_HD void attention_softmax(const float* pooled, int taps, float* attn) {
+// The kernel size as a compile-time constant: arrays indexed by tap then live in registers (loops unroll).
+template <int K>
+struct Taps {
+  static constexpr int k = K;
+  static constexpr int count = K * K;
+};
+
+// attn[t] = taps·softmax(pooled)[t] over the Count taps.
+template <int Count>
+INTERIR_HD void attention_softmax(const float* pooled, float* attn) {
   float top = pooled[0];
-  for (int t = 1; t < taps; ++t) top = pooled[t] > top ? pooled[t] : top;
+#pragma unroll
+  for (int t = 1; t < Count; ++t) top = pooled[t] > top ? pooled[t] : top;
   float total = 0.f;
-  for (int t = 0; t < taps; ++t) total += expf(pooled[t] - top);
-  for (int t = 0; t < taps; ++t) attn[t] = static_cast<float>(taps) * (expf(pooled[t] - top) / total);
+#pragma unroll
+  for (int t = 0; t < Count; ++t) total += expf(pooled[t] - top);
+#pragma unroll
+  for (int t = 0; t < Count; ++t) attn[t] = static_cast<float>(Count) * (expf(pooled[t] - top) / total);
 }
 
 // dL/dpooled from dL/dA: with s = A/taps (the softmax), dp = taps·s ⊙ (g − Σ g·s).
-INTERIR_HD void attention_pooled_grad(const float* grad_attn, const float* attn, int taps, float* grad_pooled) {
+template <int Count>
+INTERIR_HD void attention_pooled_grad(const float* grad_attn, const float* attn, float* grad_pooled) {
   float dot = 0.f;
-  for (int t = 0; t < taps; ++t) dot += grad_attn[t] * (attn[t] / taps);
-  for (int t = 0; t < taps; ++t) grad_pooled[t] = attn[t] * (grad_attn[t] - dot);
+#pragma unroll
+  for (int t = 0; t < Count; ++t) dot += grad_attn[t] * (attn[t] / Count);
+#pragma unroll
+  for (int t = 0; t < Count; ++t) grad_pooled[t] = attn[t] * (grad_attn[t] - dot);
 }
 
 // dL/dz at pixel (h, w), z = (x − θ)/τ: the adjoint of the bin averages, times the surrogate σ'(z)/τ.
-template <typename T>
-INTERIR_HD float attention_grad_z(const float* grad_pooled, T x, float theta, float tau, int H, int W, int k,
-                                  int h, int w) {
+template <int K, typename T>
+INTERIR_HD float attention_grad_z(const float* grad_pooled, T x, float theta, float tau, int H, int W, int h, int w) {
   float grad_mask = 0.f;
-  for (int bi = 0; bi < k; ++bi) {
-    const int h0 = bin_start(bi, H, k), h1 = bin_end(bi, H, k);
-    if (h < h0 || h >= h1) continue;
-    for (int bj = 0; bj < k; ++bj) {
-      const int w0 = bin_start(bj, W, k), w1 = bin_end(bj, W, k);
-      if (w < w0 || w >= w1) continue;
-      grad_mask += grad_pooled[bi * k + bj] / (static_cast<float>(h1 - h0) * static_cast<float>(w1 - w0));
+#pragma unroll
+  for (int bi = 0; bi < K; ++bi) {
+    const int h0 = bin_start(bi, H, K), h1 = bin_end(bi, H, K);
+    const bool in_row = h >= h0 && h < h1;
+#pragma unroll
+    for (int bj = 0; bj < K; ++bj) {
+      const int w0 = bin_start(bj, W, K), w1 = bin_end(bj, W, K);
+      const float share = grad_pooled[bi * K + bj] / (static_cast<float>(h1 - h0) * static_cast<float>(w1 - w0));
+      grad_mask += in_row && w >= w0 && w < w1 ? share : 0.f;
     }
   }
   const float sig = 1.f / (1.f + expf(-(to_float(x) - theta) / tau));
@@ -184,9 +212,26 @@ INTERIR_HD void conv_input_grad_point(const T* grad_y, const T* weight, const fl
         static_cast<T>(acc[q]);
 }
 
+// for_each_tap with the kernel size K known at compile time (s.k == K): the taps unroll, so an array indexed
+// by t stays in registers.
+template <int K, typename F>
+INTERIR_HD void for_each_tap_fixed(const ConvShape& s, int h, int w, int dir, F&& f) {
+  constexpr int pad = K / 2;
+#pragma unroll
+  for (int i = 0; i < K; ++i) {
+    const int hh = h + dir * (i - pad);
+    const bool row_in = hh >= 0 && hh < s.H;
+#pragma unroll
+    for (int j = 0; j < K; ++j) {
+      const int ww = w + dir * (j - pad);
+      if (row_in && ww >= 0 && ww < s.W) f(i * K + j, static_cast<int64_t>(hh) * s.W + ww);
+    }
+  }
+}
+
 // This thread's share of the per-sample kernel gradient dK_b[o,c,t] = Σ_p dy[b,o,p]·x[b,c,p + t − pad]
-// for every tap t; block = (b·Cout + o)·(Cin/g) + c_local.
-template <typename T>
+// for every tap t of a K×K kernel; block = (b·Cout + o)·(Cin/g) + c_local.
+template <int K, typename T>
 INTERIR_HD void conv_kernel_grad_partial(const T* grad_y, const T* x, const ConvShape& s, int64_t block, int tid,
                                          int nthreads, float* acc) {
   const int cin_g = s.cin_g();
@@ -200,16 +245,18 @@ INTERIR_HD void conv_kernel_grad_partial(const T* grad_y, const T* x, const Conv
   for (int64_t p = tid; p < s.hw(); p += nthreads) {
     const int h = static_cast<int>(p / s.W), w = static_cast<int>(p % s.W);
     const float gv = to_float(gp[p]);
-    for_each_tap(s, h, w, +1, [&](int t, int64_t n) { acc[t] += gv * to_float(xp[n]); });
+    for_each_tap_fixed<K>(s, h, w, +1, [&](int t, int64_t n) { acc[t] += gv * to_float(xp[n]); });
   }
 }
 
 // dW[o,c_local,t] = Σ_b dK_b[o,c_local,t]·A[b,c,t] (fixed order over b); idx enumerates W's elements.
+// 32-bit index arithmetic here and in conv_attention_grad (conv_shape checks W and A have < 2³¹ elements).
 INTERIR_HD float conv_weight_grad(const float* kernel_grad, const float* attn, const ConvShape& s, int64_t idx) {
   const int taps = s.taps(), cin_g = s.cin_g();
-  const int t = static_cast<int>(idx % taps);
-  const int cl = static_cast<int>((idx / taps) % cin_g);
-  const int o = static_cast<int>(idx / (static_cast<int64_t>(taps) * cin_g));
+  const int i = static_cast<int>(idx);
+  const int t = i % taps;
+  const int cl = (i / taps) % cin_g;
+  const int o = i / (taps * cin_g);
   const int c = (o / s.cout_g()) * cin_g + cl;
   float total = 0.f;
   for (int b = 0; b < s.B; ++b)
@@ -222,9 +269,10 @@ INTERIR_HD float conv_weight_grad(const float* kernel_grad, const float* attn, c
 template <typename T>
 INTERIR_HD float conv_attention_grad(const float* kernel_grad, const T* weight, const ConvShape& s, int64_t idx) {
   const int taps = s.taps(), cin_g = s.cin_g(), cout_g = s.cout_g();
-  const int t = static_cast<int>(idx % taps);
-  const int c = static_cast<int>((idx / taps) % s.Cin);
-  const int b = static_cast<int>(idx / (static_cast<int64_t>(taps) * s.Cin));
+  const int i = static_cast<int>(idx);
+  const int t = i % taps;
+  const int c = (i / taps) % s.Cin;
+  const int b = i / (taps * s.Cin);
   const int g = c / cin_g, cl = c % cin_g;
   float total = 0.f;
   for (int ol = 0; ol < cout_g; ++ol) {

@@ -47,10 +47,25 @@ void dispatch_activation_type(at::ScalarType dtype, const char* op, F&& f) {
   }
 }
 
+// f(Taps<K>{}) with K = k, the kernel size, as a compile-time constant (1 … kMaxKernel).
+template <typename F>
+void dispatch_kernel_size(int k, const char* op, F&& f) {
+  switch (k) {
+    case 1: f(Taps<1>{}); break;
+    case 2: f(Taps<2>{}); break;
+    case 3: f(Taps<3>{}); break;
+    case 4: f(Taps<4>{}); break;
+    case 5: f(Taps<5>{}); break;
+    case 6: f(Taps<6>{}); break;
+    case 7: f(Taps<7>{}); break;
+    default: TORCH_CHECK(false, op, ": kernel size ", k, " outside 1…", kMaxKernel);
+  }
+}
+
 // out[0] = scale·Σ values[0:n] in a fixed order (one block).
 inline void sum_into(const float* values, int64_t n, float scale, float* out) {
-  block_reduce(
-      1, 1,
+  block_reduce<1>(
+      1,
       [=] INTERIR_LAMBDA(int64_t, int tid, float* acc) {
         for (int64_t i = tid; i < n; i += kThreads) acc[0] += values[i];
       },
@@ -61,22 +76,27 @@ inline int64_t grid_blocks(int64_t n) { return std::min<int64_t>(std::max<int64_
 
 // ------------------------------------------------------------------------------------------------ attention
 
-template <typename T>
-void attention_forward_t(const at::Tensor& x, const float* theta, int k, float tau, float* attn) {
+template <typename T, int K>
+void attention_forward_t(const at::Tensor& x, const float* theta, float tau, float* attn) {
+  constexpr int taps = K * K;
   const T* xp = x.data_ptr<T>();
   const int H = static_cast<int>(x.size(2)), W = static_cast<int>(x.size(3));
   const int64_t hw = static_cast<int64_t>(H) * W;
-  const int taps = k * k;
-  block_reduce(
-      x.size(0) * x.size(1), taps,
+  TORCH_CHECK(hw < kMaxIndex32, "interir._C explainable_attention: a map must have fewer than 2^31 pixels");
+  const float d_min = positive_quotient_floor(tau);
+  block_reduce<taps>(
+      x.size(0) * x.size(1),
       [=] INTERIR_LAMBDA(int64_t plane, int tid, float* acc) {
         const float th = theta[0];
-        for (int q = 0; q < taps; ++q) acc[q] = attention_bin_partial(xp + plane * hw, th, tau, H, W, k, q, tid, kThreads);
+#pragma unroll
+        for (int q = 0; q < taps; ++q)
+          acc[q] = attention_bin_partial(xp + plane * hw, th, d_min, H, W, K, q, tid, kThreads);
       },
       [=] INTERIR_LAMBDA(int64_t plane, const float* sums) {
-        float pooled[kMaxTaps];
-        for (int q = 0; q < taps; ++q) pooled[q] = sums[q] / attention_bin_size(H, W, k, q);
-        attention_softmax(pooled, taps, attn + plane * taps);
+        float pooled[taps];
+#pragma unroll
+        for (int q = 0; q < taps; ++q) pooled[q] = sums[q] / attention_bin_size(H, W, K, q);
+        attention_softmax<taps>(pooled, attn + plane * taps);
       });
 }
 
@@ -85,28 +105,30 @@ at::Tensor explainable_attention(const at::Tensor& x, const at::Tensor& theta, i
   const at::Tensor th = theta.to(at::kFloat).contiguous();
   at::Tensor attn = new_output({x.size(0), x.size(1), kernel_size, kernel_size}, float_options(x));
   dispatch_activation_type(x.scalar_type(), "explainable_attention", [&](auto tag) {
-    attention_forward_t<decltype(tag)>(x, th.data_ptr<float>(), static_cast<int>(kernel_size),
-                                       static_cast<float>(tau), attn.data_ptr<float>());
+    dispatch_kernel_size(static_cast<int>(kernel_size), "explainable_attention", [&](auto taps) {
+      attention_forward_t<decltype(tag), decltype(taps)::k>(x, th.data_ptr<float>(), static_cast<float>(tau),
+                                                            attn.data_ptr<float>());
+    });
   });
   return attn;
 }
 
-template <typename T>
+template <typename T, int K>
 void attention_backward_t(const float* grad_attn, const at::Tensor& x, const float* theta, const float* attn,
-                          int k, float tau, T* grad_x, float* plane_sums) {
+                          float tau, T* grad_x, float* plane_sums) {
+  constexpr int taps = K * K;
   const T* xp = x.data_ptr<T>();
   const int H = static_cast<int>(x.size(2)), W = static_cast<int>(x.size(3));
   const int64_t hw = static_cast<int64_t>(H) * W;
-  const int taps = k * k;
-  block_reduce(
-      x.size(0) * x.size(1), 1,
+  block_reduce<1>(
+      x.size(0) * x.size(1),
       [=] INTERIR_LAMBDA(int64_t plane, int tid, float* acc) {
-        float grad_pooled[kMaxTaps];
-        attention_pooled_grad(grad_attn + plane * taps, attn + plane * taps, taps, grad_pooled);
+        float grad_pooled[taps];
+        attention_pooled_grad<taps>(grad_attn + plane * taps, attn + plane * taps, grad_pooled);
         const float th = theta[0];
         for (int64_t p = tid; p < hw; p += kThreads) {
-          const float gz = attention_grad_z(grad_pooled, xp[plane * hw + p], th, tau, H, W, k,
-                                            static_cast<int>(p / W), static_cast<int>(p % W));
+          const float gz = attention_grad_z<K>(grad_pooled, xp[plane * hw + p], th, tau, H, W,
+                                               static_cast<int>(p / W), static_cast<int>(p % W));
           grad_x[plane * hw + p] = static_cast<T>(gz);
           acc[0] += gz;
         }
@@ -126,8 +148,11 @@ std::tuple<at::Tensor, at::Tensor> explainable_attention_backward(const at::Tens
   at::Tensor grad_theta = new_output({1}, float_options(x));
   dispatch_activation_type(x.scalar_type(), "explainable_attention_backward", [&](auto tag) {
     using T = decltype(tag);
-    attention_backward_t<T>(g.data_ptr<float>(), x, th.data_ptr<float>(), a.data_ptr<float>(), k,
-                            static_cast<float>(tau), grad_x.data_ptr<T>(), plane_sums.data_ptr<float>());
+    dispatch_kernel_size(k, "explainable_attention_backward", [&](auto taps) {
+      attention_backward_t<T, decltype(taps)::k>(g.data_ptr<float>(), x, th.data_ptr<float>(), a.data_ptr<float>(),
+                                                 static_cast<float>(tau), grad_x.data_ptr<T>(),
+                                                 plane_sums.data_ptr<float>());
+    });
   });
   sum_into(plane_sums.data_ptr<float>(), plane_sums.numel(), -1.f, grad_theta.data_ptr<float>());  // dθ = −Σ dz
   return {grad_x, grad_theta.reshape(theta.sizes()).to(theta.scalar_type())};
@@ -136,6 +161,9 @@ std::tuple<at::Tensor, at::Tensor> explainable_attention_backward(const at::Tens
 // ------------------------------------------------------------------------------------------- modulated conv
 
 inline ConvShape conv_shape(const at::Tensor& x, const at::Tensor& weight, int64_t groups) {
+  const int64_t taps = weight.size(2) * weight.size(3);
+  TORCH_CHECK(weight.numel() < kMaxIndex32 && x.size(0) * x.size(1) * taps < kMaxIndex32,
+              "interir._C modulated_conv: the weight and the attention must have fewer than 2^31 elements");
   return ConvShape{static_cast<int>(x.size(0)), static_cast<int>(x.size(1)), static_cast<int>(weight.size(0)),
                    static_cast<int>(x.size(2)), static_cast<int>(x.size(3)), static_cast<int>(weight.size(3)),
                    static_cast<int>(groups)};
@@ -165,6 +193,20 @@ at::Tensor modulated_conv(const at::Tensor& x, const at::Tensor& weight, const s
   return y;
 }
 
+// dK: the per-sample kernel gradient, one block per (b, o, c_local), the K² taps accumulated in registers.
+template <typename T, int K>
+void conv_kernel_grad_t(const T* gp, const T* xp, const ConvShape& s, float* dk) {
+  block_reduce<K * K>(
+      static_cast<int64_t>(s.B) * s.Cout * s.cin_g(),
+      [=] INTERIR_LAMBDA(int64_t block, int tid, float* acc) {
+        conv_kernel_grad_partial<K>(gp, xp, s, block, tid, kThreads, acc);
+      },
+      [=] INTERIR_LAMBDA(int64_t block, const float* sums) {
+#pragma unroll
+        for (int t = 0; t < K * K; ++t) dk[block * (K * K) + t] = sums[t];
+      });
+}
+
 template <typename T>
 void conv_backward_t(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& weight, const float* attn,
                      const ConvShape& s, at::Tensor& grad_x, at::Tensor& grad_weight, float* grad_attn,
@@ -181,20 +223,15 @@ void conv_backward_t(const at::Tensor& grad_y, const at::Tensor& x, const at::Te
   const int taps = s.taps();
   at::Tensor kernel_grad = at::empty({s.B, s.Cout, s.cin_g(), taps}, float_options(x));
   float* dk = kernel_grad.data_ptr<float>();
-  block_reduce(
-      static_cast<int64_t>(s.B) * s.Cout * s.cin_g(), taps,
-      [=] INTERIR_LAMBDA(int64_t block, int tid, float* acc) {
-        conv_kernel_grad_partial(gp, xp, s, block, tid, kThreads, acc);
-      },
-      [=] INTERIR_LAMBDA(int64_t block, const float* sums) {
-        for (int t = 0; t < taps; ++t) dk[block * taps + t] = sums[t];
-      });
+  dispatch_kernel_size(s.k, "modulated_conv_backward", [&](auto fixed) {
+    conv_kernel_grad_t<T, decltype(fixed)::k>(gp, xp, s, dk);
+  });
   parallel_for(grad_weight.numel(),
                [=] INTERIR_LAMBDA(int64_t i) { dwp[i] = static_cast<T>(conv_weight_grad(dk, attn, s, i)); });
   parallel_for(static_cast<int64_t>(s.B) * s.Cin * taps,
                [=] INTERIR_LAMBDA(int64_t i) { grad_attn[i] = conv_attention_grad(dk, wp, s, i); });
-  block_reduce(
-      s.Cout, 1,
+  block_reduce<1>(
+      s.Cout,
       [=] INTERIR_LAMBDA(int64_t o, int tid, float* acc) { acc[0] = conv_bias_grad_partial(gp, s, o, tid, kThreads); },
       [=] INTERIR_LAMBDA(int64_t o, const float* sums) { dbp[o] = static_cast<T>(sums[0]); });
 }
@@ -345,8 +382,8 @@ void kron_step_backward_t(const at::Tensor& grad_out, const at::Tensor& f, const
   at::Tensor partials = at::empty({blocks}, float_options(f));
   float* pp = partials.data_ptr<float>();
   const float* vc = vp;
-  block_reduce(
-      blocks, 1,
+  block_reduce<1>(
+      blocks,
       [=] INTERIR_LAMBDA(int64_t block, int tid, float* acc) { acc[0] = dot_partial(g, vc, count, block, blocks, tid); },
       [=] INTERIR_LAMBDA(int64_t block, const float* sums) { pp[block] = sums[0]; });
   sum_into(pp, blocks, -1.f, deta);
@@ -388,8 +425,8 @@ at::Tensor fft_l1_loss(const at::Tensor& pred, const at::Tensor& target) {
   at::Tensor partials = at::empty({blocks}, float_options(pred));
   const float* sp = spec.data_ptr<float>();
   float* pp = partials.data_ptr<float>();
-  block_reduce(
-      blocks, 1,
+  block_reduce<1>(
+      blocks,
       [=] INTERIR_LAMBDA(int64_t block, int tid, float* acc) { acc[0] = half_spectrum_partial(sp, s, n, block, blocks, tid); },
       [=] INTERIR_LAMBDA(int64_t block, const float* sums) { pp[block] = sums[0]; });
   sum_into(pp, blocks, static_cast<float>(1.0 / (2.0 * static_cast<double>(pred.numel()))), loss.data_ptr<float>());

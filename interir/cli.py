@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("interir.evaluate", "Table-1 style PSNR/SSIM of a checkpoint per degradation combination"),
     "restore": ("interir.infer", "restore image files or folders (tiled for large images)"),
     "explain": ("interir.explain", "interpretability views: stages, explainable-conv maps, step sizes, t-SNE"),
+    "check": ("interir.check", "prove every ops backend of this device against the float64 reference (--static: "
+                               "compile report for GPU targets, no GPU needed)"),
 }
 # Commands whose program parses its own arguments: everything after the name is passed on as it is. They live
 # outside the installed package (a source checkout's bench/), so they are imported only when run.

@@ -128,6 +128,7 @@ def environment() -> dict:
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpu_threads": torch.get_num_threads(),
         "backends": {k: backend_status(k, v) for k, v in ops.available_backends().items()},
+        "auto_choices": ops.backends.auto_chooser().cached_choices(),
     }
 
 
@@ -185,6 +186,14 @@ def run(args: argparse.Namespace) -> int:
     print("  backends:")
     for name, status in env["backends"].items():
         print(f"    {name:<10} {status}")
+    choices = env["auto_choices"]
+    if choices:
+        print("  auto's measured choices (this software; ops/auto.py's cache):")
+        for key, choice in choices.items():
+            times = ", ".join(f"{b} {t * 1e3:.3g} ms" for b, t in choice.get("seconds", {}).items())
+            print(f"    {key} → {choice['backend']}" + (f" ({times})" if times else ""))
+    else:
+        print("  auto: nothing measured yet (on a GPU it measures each op's backends at first use)")
     if args.json:
         from interir.atomic import atomic_write_text
 

@@ -366,12 +366,16 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
     losses: list[float] = []
     bar = show_progress(total=total, initial=start, desc=cfg["name"], unit="it", enabled=progress and run.main)
     step, tick, seen = start, time.perf_counter(), 0
+    logged_choices: dict[str, str] = {}
     try:
         with ops.use_backend(cfg["backend"]):
             net.train()
             for data in loader:
                 x = data["input"].to(device, non_blocking=True)
                 y = data["target"].to(device, non_blocking=True)
+                if step == start and tcfg["compile"]:
+                    with torch.no_grad(), autocast:  # `auto` measures its backends here, not inside the trace
+                        model(x)
                 lr = learning_rate(step, cfg)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -393,6 +397,9 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
                 value = loss.detach().item()
                 losses.append(value)
                 bar.update(1)
+                if run.main and ops.auto_choices() != logged_choices:
+                    logged_choices = ops.auto_choices()
+                    log.line("auto's ops backends: " + "; ".join(f"{k} → {v}" for k, v in logged_choices.items()))
                 if run.main and (step % lcfg["print_freq"] == 0 or step == total):
                     rate = seen / max(time.perf_counter() - tick, 1e-9)
                     log.line(f"step {step} loss {value:.5f} lr {lr:.3e} {rate:.1f} img/s")
@@ -408,7 +415,8 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
                                  "scheduler": {"type": tcfg["scheduler"]["type"], "total_iter": total},
                                  "rng": _rng_state()}
                         run.checkpoints.save(step, model, state, ema.module if ema is not None else None,
-                                             extra={"experiment": cfg["name"]})
+                                             extra={"experiment": cfg["name"], "backend": cfg["backend"],
+                                                    "ops_backends": ops.auto_choices()})
                         log.line(f"saved checkpoint at step {step}")
                     if world > 1:
                         dist.barrier()

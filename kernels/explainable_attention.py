@@ -91,12 +91,15 @@ def _attn_fwd_kernel(x_ptr, theta_ptr, out_ptr, NPLANES, H, W, tau,
     tt = tl.arange(0, KKP)
     p0 = tl.arange(0, BP)
     counts = tl.zeros([PL, KKP], dtype=tl.float32)
+    nan_seen = tl.zeros([PL], dtype=tl.int1)  # a NaN pixel makes the plane's attention NaN, as in the reference
     for start in range(0, HW, BP):
         p = start + p0
         p_ok = p < HW
         ok = pl_ok[:, None] & p_ok[None, :]
         xv = tl.load(x_ptr + rows[:, None] + p[None, :], mask=ok, other=0.0).to(tl.float32)
-        m = (((xv - theta) / tau > 0) & ok).to(tl.float16)
+        z = (xv - theta) / tau
+        m = ((z > 0) & ok).to(tl.float16)
+        nan_seen = nan_seen | (tl.max(((z != z) & ok).to(tl.int32), axis=1) > 0)
         member_t = _bin_membership(p, p_ok, tt, H, W, K).to(tl.float16)  # KKP×BP
         counts += tl.dot(m, tl.trans(member_t))
     t_ok = tt < K * K
@@ -104,6 +107,7 @@ def _attn_fwd_kernel(x_ptr, theta_ptr, out_ptr, NPLANES, H, W, tau,
     p_max = tl.max(pooled, axis=1)
     e = tl.where(t_ok[None, :], tl.exp(pooled - p_max[:, None]), 0.0)
     attn = e / tl.sum(e, axis=1)[:, None] * (K * K)
+    attn = tl.where(nan_seen[:, None], float("nan"), attn)
     tl.store(out_ptr + planes.to(tl.int64)[:, None] * (K * K) + tt[None, :], attn,
              mask=pl_ok[:, None] & t_ok[None, :])
 

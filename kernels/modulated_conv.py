@@ -10,8 +10,9 @@ k ≤ 7, any groups: the GEMMs carry the group in their grid; no per-sample weig
     here the scaled operand is the weight tile (per column c, in registers), so all taps share one accumulator.
   * `_conv_dwa_kernel`: per (tap, group, c-block, o-block, batch chunk) program, for each sample b of its
     chunk, G_b = Σ_q x[b,c,q+t]·dy[b,o,q] (tl.dot over pixel blocks); then dA partial = Σ_o Wt[o,c,t]·G_b
-    (one partial per o-block) and dWt partial += A[b,c,t]·G_b (one partial per batch chunk), and the
-    chunk's Σ dy for dbias. Partials are summed over their first axis by `_sum_rows_kernel` in a fixed order.
+    (one partial per o-block) and dWt partial += A[b,c,t]·G_b (one partial per batch chunk). Partials are
+    summed over their first axis by `_sum_rows_kernel` in a fixed order; dbias = Σ dy is torch's reduction
+    (a fixed tree, no atomics).
   * depthwise (groups = Cin = Cout) goes to the direct kernels of depthwise_conv.py.
 
 Determinism: every output element, and every partial, is computed by one program in a fixed order, and
@@ -58,30 +59,65 @@ class GemmConfig:
 _GEMM = (
     GemmConfig(64, 64, 32, num_warps=4, num_stages=2),
     GemmConfig(32, 16, 16, num_warps=2, num_stages=2),
-    GemmConfig(64, 32, 32, num_warps=4, num_stages=3),
+    GemmConfig(64, 32, 16, num_warps=4, num_stages=2),
     GemmConfig(128, 64, 32, num_warps=4, num_stages=3),
     GemmConfig(128, 128, 32, num_warps=8, num_stages=3),
+    GemmConfig(128, 64, 32, num_warps=8, num_stages=3),
+    GemmConfig(32, 32, 16, num_warps=4, num_stages=2),
+    GemmConfig(64, 64, 32, num_warps=8, num_stages=2),
 )
 
+# The heuristics below are a fixed function of the shapes and precision; every choice compiles without a
+# register spill for sm_80/90/100/120 at the shapes `interir check --static` records (odd maps included).
+# Float32 with IEEE dots (TF32 off) runs its products on the CUDA cores, which hold whole operand tiles in
+# registers: hence the small tiles for "float32 ieee". "Narrow" is ≤ 32 channels per group on the output side.
 
-def _gemm_heuristic(key: tuple) -> GemmConfig:
-    m, n = key[0], key[1]  # pixels per sample, output columns (channels of a group)
-    if n <= 32:
+
+def _fwd_heuristic(key: tuple) -> GemmConfig:
+    """key: (pixels per sample, out-channels per group, in-channels per group, k, "dtype precision")."""
+    n, precision = key[1], key[-1]
+    if precision == "float32 ieee":
         return _GEMM[2]
-    return _GEMM[3] if m >= 4096 else _GEMM[0]
+    if n <= 32 and not precision.startswith("float32"):
+        return _GEMM[3]
+    return _GEMM[5]
 
 
-FWD = Tuning("conv_fwd", _GEMM, _gemm_heuristic)
-DX = Tuning("conv_dx", _GEMM, _gemm_heuristic)
+def _dx_heuristic(key: tuple) -> GemmConfig:
+    """key: (pixels per sample, in-channels per group, out-channels per group, k, "dtype precision")."""
+    n, precision = key[1], key[-1]
+    if precision == "float32 ieee":
+        return _GEMM[6]
+    if n <= 32 and precision == "float32 tf32":
+        return _GEMM[7]
+    if n <= 32 and precision.startswith("float16"):
+        return _GEMM[3]
+    return _GEMM[5]
+
+
+def _dwa_heuristic(key: tuple) -> GemmConfig:
+    """key: (in-channels per group, out-channels per group, pixels per sample, k, batch, "dtype precision")."""
+    wide, precision = max(key[0], key[1]) > 32, key[-1]
+    if precision == "float32 ieee":
+        return DWA.candidates[3]
+    if wide and precision == "float32 tf32":
+        return DWA.candidates[5]
+    return DWA.candidates[4]
+
+
+FWD = Tuning("conv_fwd", _GEMM, _fwd_heuristic)
+DX = Tuning("conv_dx", _GEMM, _dx_heuristic)
 DWA = Tuning(
     "conv_dwa",
     (
         GemmConfig(64, 64, 64, num_warps=4, num_stages=2),
         GemmConfig(16, 16, 16, num_warps=2, num_stages=2),
         GemmConfig(32, 32, 64, num_warps=4, num_stages=3),
-        GemmConfig(64, 64, 128, num_warps=8, num_stages=3),
+        GemmConfig(32, 32, 16, num_warps=4, num_stages=2),
+        GemmConfig(64, 64, 32, num_warps=8, num_stages=2),
+        GemmConfig(32, 32, 32, num_warps=4, num_stages=2),
     ),
-    heuristic=lambda key: DWA.candidates[2] if max(key[0], key[1]) <= 32 else DWA.candidates[0],
+    _dwa_heuristic,
 )
 
 
@@ -187,7 +223,7 @@ def _conv_dx_kernel(dy_ptr, w_ptr, a_ptr, dx_ptr,
 
 
 @triton.jit
-def _conv_dwa_kernel(x_ptr, dy_ptr, w_ptr, a_ptr, dwp_ptr, dap_ptr, dbp_ptr,
+def _conv_dwa_kernel(x_ptr, dy_ptr, w_ptr, a_ptr, dwp_ptr, dap_ptr,
                      B, Cin, Cout, H, W, GROUPS, CIN_G, COUT_G, B_PER, NUM_C, NUM_O,
                      KS: tl.constexpr, IS_FP32: tl.constexpr, PREC: tl.constexpr,
                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
@@ -195,7 +231,6 @@ def _conv_dwa_kernel(x_ptr, dy_ptr, w_ptr, a_ptr, dwp_ptr, dap_ptr, dbp_ptr,
     of one batch chunk s:  G_b = Σ_q x[b, c, q+t]·dy[b, o, q]  (BK pixels per step);
         dA partial  dap[o-block, b, c, t] = Σ_o Wt[o, c, t]·G_b[c, o]
         dWt partial dwp[s, o, c, t]       = Σ_{b in chunk} A[b, c, t]·G_b[c, o]
-        dbias partial dbp[s, o]           = Σ_{b in chunk} Σ_q dy[b, o, q]   (written by t = 0, c-block 0)
     x: B×Cin×H×W, dy: B×Cout×H×W, w: Cout×CIN_G×k×k, a: B×Cin×k×k (fp32); partials float32.
     """
     KK = KS * KS
@@ -223,7 +258,6 @@ def _conv_dwa_kernel(x_ptr, dy_ptr, w_ptr, a_ptr, dwp_ptr, dap_ptr, dbp_ptr,
     wt = tl.load(w_ptr + (o_glob[None, :] * CIN_G + offs_c[:, None]) * KK + t, mask=co_ok, other=0.0)
     wt = wt.to(tl.float32)
     dw_acc = tl.zeros([BM, BN], dtype=tl.float32)
-    db_acc = tl.zeros([BN], dtype=tl.float32)
     b_lo = s * B_PER
     b_hi = tl.minimum(b_lo + B_PER, B)
     for i in range(0, b_hi - b_lo):
@@ -245,15 +279,12 @@ def _conv_dwa_kernel(x_ptr, dy_ptr, w_ptr, a_ptr, dwp_ptr, dap_ptr, dbp_ptr,
                 gacc = tl.dot(xt, dyt, gacc, input_precision=PREC)
             else:
                 gacc = tl.dot(xt, dyt, gacc)
-            db_acc += tl.sum(dyt.to(tl.float32), axis=0)
         av = tl.load(a_ptr + (bb * Cin + c_glob) * KK + t, mask=c_ok, other=0.0).to(tl.float32)
         dw_acc += gacc * av[:, None]
         da = tl.sum(gacc * wt, axis=1)
         tl.store(dap_ptr + ((pid_o * B + bb) * Cin + c_glob) * KK + t, da, mask=c_ok)
     s64 = s.to(tl.int64)
     tl.store(dwp_ptr + ((s64 * Cout + o_glob[None, :]) * CIN_G + offs_c[:, None]) * KK + t, dw_acc, mask=co_ok)
-    first = (offs_o * 0 + t + pid_c) == 0  # only one program per (s, group, o-block) writes dbias
-    tl.store(dbp_ptr + s64 * Cout + o_glob, db_acc, mask=o_ok & first)
 
 
 def modulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attn: torch.Tensor,
@@ -285,7 +316,7 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return y
 
-    return FWD.run((hw, cout_g, cin_g, k, str(x.dtype)), config, x.device, launch)
+    return FWD.run((hw, cout_g, cin_g, k, f"{_name(x.dtype)} {prec}"), config, x.device, launch)
 
 
 def _dwa_chunks(b: int, base_programs: int) -> tuple[int, int]:
@@ -332,7 +363,7 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return dx
 
-    DX.run((hw, cin_g, cout_g, k, str(x.dtype)), config_dx, dev, launch_dx)
+    DX.run((hw, cin_g, cout_g, k, f"{_name(x.dtype)} {prec}"), config_dx, dev, launch_dx)
 
     state = {}
 
@@ -341,20 +372,23 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
         per, chunks = _dwa_chunks(b, kk * groups * num_c * num_o)
         dwp = new_output((chunks, cout, cin_g, kk), torch.float32, dev)
         dap = new_output((num_o, b, cin, kk), torch.float32, dev)
-        dbp = new_output((chunks, cout), torch.float32, dev)
         _conv_dwa_kernel[(chunks * groups * kk * num_c * num_o,)](
-            x, dy, wx, attn, dwp, dap, dbp, b, cin, cout, h, w, groups, cin_g, cout_g, per, num_c, num_o,
+            x, dy, wx, attn, dwp, dap, b, cin, cout, h, w, groups, cin_g, cout_g, per, num_c, num_o,
             KS=k, IS_FP32=is_fp32, PREC=prec, BM=cfg.BM, BN=cfg.BN, BK=cfg.BK,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages)
-        state["partials"] = (dwp, dap, dbp)
+        state["partials"] = (dwp, dap)
         return dwp
 
-    DWA.run((cin_g, cout_g, hw, k, b, str(x.dtype)), config_dwa, dev, launch_dwa)
-    dwp, dap, dbp = state["partials"]
+    DWA.run((cin_g, cout_g, hw, k, b, f"{_name(x.dtype)} {prec}"), config_dwa, dev, launch_dwa)
+    dwp, dap = state["partials"]
     sum_rows(dwp, dweight)
     sum_rows(dap, dattn)
-    sum_rows(dbp, dbias)
+    dbias.copy_(dy.sum((0, 2, 3), dtype=torch.float32))  # torch's reduction: a fixed tree, no atomics
     return dx, dweight, dattn, dbias
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def why_not(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attn: torch.Tensor,

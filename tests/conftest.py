@@ -2,6 +2,7 @@
 import importlib
 import os
 import random
+import signal
 
 import pytest
 import torch
@@ -19,6 +20,41 @@ BASE_SEED = int(os.environ.get("PYTEST_SEED") or random.SystemRandom().randrange
 
 def pytest_report_header(config):
     return f"random inputs: PYTEST_SEED={BASE_SEED}"
+
+
+# Test files whose every test exercises the fused kernels: what a GPU session runs (marker `kernels`, with
+# `gpu`); a test elsewhere joins by taking the `backend` or `any_backend` fixture.
+KERNEL_TEST_FILES = ("test_backend_explainable_conv.py", "test_backend_kron.py", "test_backend_fft_loss.py",
+                     "test_backends.py", "test_cuda_extension.py", "test_auto.py", "test_ops_inputs.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if item.path.name in KERNEL_TEST_FILES or "backend" in fixtures or "any_backend" in fixtures:
+            item.add_marker(pytest.mark.kernels)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """INTERIR_TEST_TIMEOUT=S fails a test that runs longer than S seconds (scripts/gpu_session.sh sets it, so
+    that one stuck test cannot eat a GPU lease; a kernel stuck inside one CUDA call is left to the stage's
+    own time limit)."""
+    limit = float(os.environ.get("INTERIR_TEST_TIMEOUT") or 0)
+    if limit <= 0 or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expired(signum, frame):
+        pytest.fail(f"over the per-test limit INTERIR_TEST_TIMEOUT={limit:g} s", pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(autouse=True)

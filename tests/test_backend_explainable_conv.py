@@ -16,7 +16,7 @@ import torch
 import interir
 from interir import ops
 from interir.ops import reference as ref
-from tests.tolerance import assert_within_reference_error
+from interir.ops.verify import assert_within_reference_error
 from tests.conftest import skip_triton_half_on_cpu
 
 HAS_CUDA = torch.cuda.is_available()
@@ -187,6 +187,32 @@ def test_attention_backward_op_called_directly(backend):
     a = getattr(torch.ops.interir, f"explainable_attention_{backend}").default(x, theta, 3, TAU)
     dx, dtheta = getattr(torch.ops.interir, f"explainable_attention_backward_{backend}").default(g, x, theta, a, TAU)
     _check_attention((a, dx, dtheta), x, theta, 3, g)
+
+
+@pytest.mark.parametrize("tau", [0.5, 3.0])
+def test_attention_mask_is_the_reference_at_subnormal_margins(backend, tau):
+    """The mask is 1[(x − θ)/τ > 0]: with τ > 1 a positive subnormal x − θ can divide to zero (not counted),
+    one twice as large does not; the forward must count exactly the reference's pixels."""
+    tiny = torch.tensor([2.0**-149, 2.0**-148, -(2.0**-149), 0.0, 1.0, -1.0, 2.0**-126, 3 * 2.0**-149])
+    x = tiny.repeat(2, 3, 4, 1).to(DEVICE)  # 2×3×4×8: every value in every bin column of a k = 2 attention
+    x[1] = x[1].flip(-1)
+    theta = torch.zeros(1, device=DEVICE)
+    got = ops.explainable_attention(x, theta, 2, tau, backend=backend)
+    expected = ref.explainable_attention(x, theta, 2, tau)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)  # one pixel more in a bin moves A by > 0.01
+
+
+def test_attention_of_a_plane_with_a_nan_pixel_is_nan(backend):
+    """NaN in, NaN out, as in the reference: a NaN pixel makes its (b, c) plane's attention NaN, no other."""
+    x = torch.randn(2, 3, 5, 7, device=DEVICE)
+    x[1, 2, 4, 6] = float("nan")
+    theta = torch.zeros(1, device=DEVICE)
+    got = ops.explainable_attention(x, theta, 3, TAU, backend=backend)
+    expected = ref.explainable_attention(x, theta, 3, TAU)
+    assert torch.isnan(expected[1, 2]).all() and torch.isnan(got[1, 2]).all()
+    keep = torch.ones(2, 3, dtype=torch.bool)
+    keep[1, 2] = False
+    torch.testing.assert_close(got[keep], expected[keep], rtol=1e-5, atol=1e-6)
 
 
 def test_explainable_conv_end_to_end_gradients(backend):

@@ -10,7 +10,7 @@ import torch
 
 from interir import ops
 from interir.ops import reference as ref
-from tests.tolerance import assert_within_reference_error
+from interir.ops.verify import assert_within_reference_error
 from tests.conftest import skip_triton_half_on_cpu, triton_kernels
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

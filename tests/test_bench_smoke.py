@@ -25,13 +25,18 @@ def _reason(entry: dict) -> bool:
     return isinstance(text, str) and len(text) > 5
 
 
+def _jsonl_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "bench-cases.jsonl"
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     """One smoke run on the CPU through `python -m bench`, started without the malloc settings (so it restarts)."""
     out = tmp_path_factory.mktemp("bench")
     env = {k: v for k, v in os.environ.items()
            if k not in (*MALLOC_ENV, "TRITON_INTERPRET", "INTERIR_CUDA_EMULATE", "INTERIR_BACKEND")}
-    cmd = [sys.executable, "-m", "bench", "--smoke", "--device", "cpu", "--threads", "1", "--out", str(out)]
+    cmd = [sys.executable, "-m", "bench", "--smoke", "--device", "cpu", "--threads", "1", "--out", str(out),
+           "--jsonl", str(_jsonl_path(tmp_path_factory))]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     files = sorted(out.iterdir())
@@ -130,3 +135,23 @@ def test_interir_bench_without_a_checkout_says_so(monkeypatch, capsys):
     assert main(["bench", "--smoke"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("interir bench: error:") and "source checkout" in err and "\n" not in err
+
+
+def test_smoke_jsonl_has_every_case_as_it_finished(smoke_run, tmp_path_factory):
+    """--jsonl: the machine first, then one line per op case and per model group, equal to the final record."""
+    report = smoke_run[0]
+    lines = [json.loads(line) for line in _jsonl_path(tmp_path_factory).read_text().splitlines()]
+    assert lines[0]["suite"] == "machine" and lines[0]["device"] == report["device"]
+    ops_lines = [{k: v for k, v in line.items() if k != "suite"} for line in lines if line["suite"] == "ops"]
+    assert ops_lines == json.loads(json.dumps(report["ops"]["cases"]))
+    for net in report["model"]["networks"]:
+        for suite, key in (("train", "train"), ("infer", "inference")):
+            got = [line["records"] for line in lines if line["suite"] == suite and line["network"] == net["network"]]
+            assert got == [json.loads(json.dumps(net[key]))]
+
+
+def test_bench_refuses_a_jsonl_path_in_a_missing_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--device", "cpu", "--no-save",
+                           "--jsonl", str(tmp_path / "missing" / "cases.jsonl")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "--jsonl" in proc.stderr and "Traceback" not in proc.stderr

@@ -25,6 +25,7 @@ from interir.ops.fft_loss import fft_l1_loss  # noqa: F401
 from interir.ops.kron import kron_apply, kron_gram, kron_normal, kron_step  # noqa: F401
 from interir.ops.reference import explainable_mask  # noqa: F401
 from interir.ops import backends as _backends
+from interir.ops.auto import auto_choices  # noqa: F401,E402  (installs auto's measuring chooser)
 
 _backends.load("reference")  # define the reference ops now (torch.ops.interir.*_reference)
 _backends.preload_requested()

@@ -8,9 +8,9 @@ interir/ops/reference.py, `triton`: interir.kernels, `cuda`: interir/ops/cuda.py
 any other (a test stand-in, an out-of-tree backend). See docs/ops.md.
 
 The backend used for a call is, in order of precedence: the call's `backend=` argument, the innermost
-`use_backend(...)` context, the `INTERIR_BACKEND` environment variable, and finally `auto` (the best available
-backend for the tensor's device; always `reference` on CPU). `auto` only ever falls back to a backend that is
-equally correct; asking for a backend by name that cannot serve the input raises `BackendUnavailable`.
+`use_backend(...)` context, the `INTERIR_BACKEND` environment variable, and finally `auto`: the fastest backend
+proven correct on this device for the call's class (interir/ops/auto.py), the reference where no other is
+measured (every CPU). Asking for a backend by name that cannot serve the input raises `BackendUnavailable`.
 """
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ _TABLES = {
     "triton": "interir.kernels",
     "cuda": "interir.ops.cuda",
 }
-# auto's preference order on a CUDA device
-_AUTO_ORDER_CUDA = ("cuda", "triton", "reference")
+# backend -> device types `auto` measures it on (the built-in fused backends: CUDA devices only; on a CPU the
+# Triton interpreter and the CUDA host emulation are test devices, never faster than the reference)
+_AUTO_DEVICES: dict[str, tuple[str, ...]] = {"triton": ("cuda",), "cuda": ("cuda",)}
+_auto_chooser = None  # set by interir/ops/auto.py: an object with .choose(op, device, args) -> backend name
 
 
 @dataclass
@@ -84,14 +86,18 @@ def op_names() -> tuple[str, ...]:
     return tuple(_CONTRACTS)
 
 
-def register_backend(name: str, table: Mapping[str, Mapping[str, Callable]], device_types=None) -> None:
+def register_backend(name: str, table: Mapping[str, Mapping[str, Callable]], device_types=None,
+                     auto_devices: tuple[str, ...] | None = None) -> None:
     """Add `table` (op name -> {"forward", "backward", optional "why_not", "saved_like"}) to the backend `name`.
 
     Each op of the table becomes torch.library ops `interir::<op>_<name>` (and `<op>_backward_<name>`);
     `device_types` restricts them to a device type ("cuda"), None serves every device. Registering a name
     again adds the ops it lists and replaces their functions (the ops it does not list stay). An op no table
-    gave is reported as such when it is asked for."""
+    gave is reported as such when it is asked for. `auto_devices`: the device types on which `auto` measures
+    this backend against the others (default: "cuda")."""
     name = _check_backend_name(name)
+    if auto_devices is not None:
+        _AUTO_DEVICES[name] = tuple(auto_devices)
     if name in _TABLES and name not in _REGISTRY:
         load(name)  # a built-in (or module) backend: its own table first, then what is added here
     _add_table(name, table, device_types)
@@ -137,6 +143,7 @@ def unregister_backend(name: str) -> None:
     _REGISTRY.pop(name, None)
     _UNAVAILABLE.pop(name, None)
     _TABLES.pop(name, None)
+    _AUTO_DEVICES.pop(name, None)
 
 
 def _check_backend_name(name: str) -> str:
@@ -168,6 +175,22 @@ def load(backend: str) -> str | None:
         reason = f"failed to load ({type(exc).__name__}: {exc})"
     _UNAVAILABLE[backend] = reason
     return reason or None
+
+
+def auto_devices(name: str) -> tuple[str, ...]:
+    """The device types on which `auto` measures backend `name` (never the reference: it is the baseline)."""
+    return () if name == "reference" else _AUTO_DEVICES.get(name, ("cuda",))
+
+
+def set_auto_chooser(chooser) -> None:
+    """Install `auto`'s chooser: an object with .choose(op, device, args) -> a backend name (interir/ops/auto.py)."""
+    global _auto_chooser
+    _auto_chooser = chooser
+
+
+def auto_chooser():
+    """The chooser `auto` uses now."""
+    return _auto_chooser
 
 
 def backend_names() -> tuple[str, ...]:
@@ -220,6 +243,14 @@ def why_not(backend: str, op_name: str, *args) -> str | None:
     return check(*args) if check is not None else None
 
 
+def op_callable(backend: str, op_name: str) -> Callable:
+    """The torch.library op of `op_name` on `backend` (loaded if needed); BackendUnavailable if there is none."""
+    reason = load(backend)
+    if reason or op_name not in _REGISTRY.get(backend, {}):
+        raise BackendUnavailable(f"backend '{backend}' has no {op_name}: {reason or 'not in its table'}")
+    return _REGISTRY[backend][op_name][0]
+
+
 def dispatch(op_name: str, device: torch.device, backend: str | None, *args):
     """Call `op_name` on the chosen backend with `args`; `device` is where the inputs live."""
     name = validate_name(backend) if backend is not None else current_backend()
@@ -228,11 +259,13 @@ def dispatch(op_name: str, device: torch.device, backend: str | None, *args):
         if reason:
             raise BackendUnavailable(f"backend '{name}' cannot run {op_name}: {reason}")
         return _REGISTRY[name][op_name][0](*args)
-    order = _AUTO_ORDER_CUDA if device.type == "cuda" else ("reference",)
-    for candidate in order:
-        if why_not(candidate, op_name, *args) is None:
-            return _REGISTRY[candidate][op_name][0](*args)
-    raise BackendUnavailable(f"no backend can run {op_name} on {device.type} inputs")
+    chosen = _auto_chooser.choose(op_name, device, args) if _auto_chooser is not None else "reference"
+    if chosen != "reference" and why_not(chosen, op_name, *args) is not None:
+        chosen = "reference"  # the class's choice cannot serve this very call (a size limit): the truth can
+    reason = why_not(chosen, op_name, *args)
+    if reason:
+        raise BackendUnavailable(f"no backend can run {op_name} on {device.type} inputs: {reason}")
+    return _REGISTRY[chosen][op_name][0](*args)
 
 
 def preload_requested() -> None:

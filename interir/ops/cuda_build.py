@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 from pathlib import Path
@@ -41,6 +42,14 @@ def load_extension() -> ModuleType:
     return module
 
 
+def _sources_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(CSRC.iterdir()):
+        if path.is_file() and path.suffix in (".cpp", ".h", ".cuh", ".cu"):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _load_host_emulation() -> ModuleType:
     sources = [CSRC / name for name in HOST_SOURCES]
     if not all(path.is_file() for path in sources):
@@ -49,8 +58,10 @@ def _load_host_emulation() -> ModuleType:
     try:
         from torch.utils.cpp_extension import load
 
-        return load(name="interir_host_emulation", sources=[str(p) for p in sources], extra_cflags=["-O2"],
-                    verbose=os.environ.get("INTERIR_BUILD_VERBOSE") == "1")
+        # the name carries a digest of every csrc/ file: torch's build cache sees only the .cpp sources, not
+        # the headers they include, and would otherwise keep running stale kernels after a header changes
+        return load(name=f"interir_host_emulation_{_sources_digest()}", sources=[str(p) for p in sources],
+                    extra_cflags=["-O2"], verbose=os.environ.get("INTERIR_BUILD_VERBOSE") == "1")
     except Exception as exc:  # a compiler or ninja problem: say which, once, as the backend's reason
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendNotInstalled(f"building the host emulation of the CUDA kernels failed: {first}") from exc

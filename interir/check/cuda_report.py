@@ -1,0 +1,113 @@
+"""The CUDA extension's share of `interir check --static`: the `ptxas -v` figures of its build.
+
+Build with `INTERIR_PTXAS_VERBOSE=1` (setup.py then passes -Xptxas=-v to nvcc) and hand the build log over:
+
+    INTERIR_PTXAS_VERBOSE=1 FORCE_CUDA=1 pip install --no-build-isolation -e . 2>&1 | tee build.log
+    interir check --static --cuda-log build.log       (also: python -m interir.check.cuda_report build.log)
+
+Per kernel and target: registers, stack frame, spill stores and loads. The gate: no spill, and no stack frame in
+the block reductions (their accumulators must live in registers).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+
+_ENTRY = re.compile(r"ptxas info\s*: Compiling entry function '([^']+)' for '(sm_\w+)'")
+_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED = re.compile(r"Used (\d+) registers")
+
+
+@dataclass
+class CudaKernel:
+    kernel: str  # demangled, shortened
+    target: str
+    registers: int | None
+    stack_bytes: int
+    spill_store_bytes: int
+    spill_load_bytes: int
+
+    @property
+    def spill_bytes(self) -> int:
+        return self.spill_store_bytes + self.spill_load_bytes
+
+
+def _demangle(names: list[str]) -> list[str]:
+    tool = shutil.which("c++filt") or shutil.which("cu++filt")
+    if tool is None or not names:
+        return names
+    out = subprocess.run([tool], input="\n".join(names), capture_output=True, text=True).stdout.splitlines()
+    return out if len(out) == len(names) else names
+
+
+def _shorten(name: str) -> str:
+    """`void interir::block_reduce_kernel<49, interir::impl::attention_forward_t<float, 7>…>(…)` → its launcher
+    and the kernel template: block_reduce_kernel<49> of attention_forward_t<float, 7>."""
+    name = re.sub(r"^void ", "", name)
+    kernel = re.match(r"interir::(\w+)", name)
+    launcher = re.search(r"interir::impl::(\w+(?:<[^<>]*>)?)", name)
+    values = re.match(r"interir::block_reduce_kernel<(\d+)", name)
+    head = kernel.group(1) if kernel else name[:60]
+    if values:
+        head += f"<{values.group(1)}>"
+    return f"{head} of {launcher.group(1)}" if launcher else head
+
+
+def parse_ptxas_log(text: str) -> list[CudaKernel]:
+    """Every kernel ptxas compiled, with its figures, from an nvcc -Xptxas=-v build log."""
+    parts = _ENTRY.split(text)
+    raw = []
+    for i in range(1, len(parts) - 2, 3):
+        mangled, target, body = parts[i], parts[i + 1], parts[i + 2]
+        frame, used = _FRAME.search(body), _USED.search(body)
+        raw.append((mangled, target, int(used.group(1)) if used else None,
+                    *(int(v) for v in (frame.groups() if frame else (0, 0, 0)))))
+    names = _demangle([r[0] for r in raw])
+    return [CudaKernel(_shorten(n), r[1], r[2], r[3], r[4], r[5]) for n, r in zip(names, raw)]
+
+
+def gate_failures(kernels: list[CudaKernel]) -> list[str]:
+    failures = []
+    for k in kernels:
+        if k.spill_bytes:
+            failures.append(f"{k.kernel} on {k.target}: spills {k.spill_bytes} bytes")
+        if k.kernel.startswith("block_reduce_kernel") and k.stack_bytes:
+            failures.append(f"{k.kernel} on {k.target}: a {k.stack_bytes}-byte stack frame (accumulators in "
+                            f"local memory)")
+    return failures
+
+
+def format_table(kernels: list[CudaKernel]) -> str:
+    lines = ["| CUDA kernel | target | registers | stack B | spill B |", "|---|---|---|---|---|"]
+    lines += [f"| {k.kernel} | {k.target} | {k.registers} | {k.stack_bytes} | {k.spill_bytes} |" for k in kernels]
+    return "\n".join(lines)
+
+
+def report(kernels: list[CudaKernel]) -> dict:
+    return {"kernels": [asdict(k) | {"spill_bytes": k.spill_bytes} for k in kernels],
+            "gate_failures": gate_failures(kernels)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m interir.check.cuda_report BUILD_LOG", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8", errors="replace") as f:
+        kernels = parse_ptxas_log(f.read())
+    if not kernels:
+        print(f"{argv[0]}: no ptxas figures (build with INTERIR_PTXAS_VERBOSE=1)", file=sys.stderr)
+        return 1
+    print(format_table(kernels))
+    failures = gate_failures(kernels)
+    for failure in failures:
+        print(f"gate: {failure}")
+    print(f"{len(kernels)} CUDA kernels: {'FAILED' if failures else 'passed'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""`interir check`: kernel correctness as a product command, and its static compile gate."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from interir import ops
+from interir.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = __import__("interir.ops.reference", fromlist=["TABLE"]).TABLE
+
+
+def test_emulated_quick_check_passes_and_reports(tmp_path, capsys):
+    """On a CPU the Triton interpreter and the CUDA host emulation (which the test suite selects) are proven."""
+    out = tmp_path / "check.json"
+    assert main(["check", "--device", "cpu", "--emulate", "--quick", "--dtypes", "float32,float16", "-q",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "0 failed" in text and "| kron_step |" in text
+    report = json.loads(out.read_text())
+    backends = {r["backend"] for r in report["results"]}
+    assert {"triton", "cuda"} <= backends and report["emulated"] is True
+    assert all(r["status"] == "ok" for r in report["results"]), report["results"]
+    assert {r["op"] for r in report["results"]} == set(ops.backends.op_names())
+
+
+def test_a_wrong_backend_fails_the_check(capsys):
+    """A stand-in whose kron_apply is 1 % off: the check names it and exits 1."""
+    wrong = dict(REFERENCE["kron_apply"])
+    forward = wrong["forward"]
+    wrong["forward"] = lambda *args: forward(*args) * 1.01
+    ops.register_backend("offbyone", {"kron_apply": wrong}, auto_devices=())
+    try:
+        code = main(["check", "--device", "cpu", "--emulate", "--quick", "--dtypes", "float32", "-q"])
+    finally:
+        ops.unregister_backend("offbyone")
+    text = capsys.readouterr().out
+    assert code == 1
+    rows = [line for line in text.splitlines() if "| offbyone |" in line and "kron_apply" in line]
+    assert rows and all("FAIL: disagrees with the reference" in line for line in rows)
+
+
+def test_on_a_cpu_without_emulation_it_says_why_nothing_is_checked(capsys, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert main(["check", "--device", "cpu"]) == 0
+    assert "no fused backend runs natively on a CPU" in capsys.readouterr().out
+
+
+def test_bad_dtypes_are_one_line(capsys):
+    assert main(["check", "--device", "cpu", "--dtypes", "float8"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--dtypes" in err and "\n" not in err
+
+
+def _static(script: str) -> subprocess.CompletedProcess:
+    """Run `script` with compiled (not interpreted) Triton kernels, as `interir check --static` does."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=ROOT)
+
+
+def test_static_records_the_launches_a_gpu_would_make_and_compiles_one():
+    proc = _static("""
+        import json, torch
+        from interir.check.static import compile_launch, record_launches, recording, _calls
+        from interir.kernels import kron
+        with recording(90) as launches:
+            kron.kron_step(*(torch.randn(2, 3, 20, 20) for _ in range(5)), torch.tensor(0.1))
+        kernels = sorted({fn.__name__ for fn, _ in launches})
+        fn, c = launches[0]
+        from interir.check.static import Launch, _freeze
+        launch = Launch(fn.__name__, fn, _freeze(c["signature"]), _freeze(c["constants"]), _freeze(c["configs"][0]),
+                        c["num_warps"], c["num_stages"], 1, "kron_step fwd", True)
+        row = compile_launch(launch, 90)
+        print(json.dumps({"kernels": kernels, "ok": row.ok, "regs": row.registers, "spill": row.spill_bytes,
+                          "shared": row.shared_bytes, "mma": row.mma, "load": row.widest_load,
+                          "signature": dict(c["signature"])}))
+    """)
+    if proc.returncode and "ptxas" in proc.stderr and "not found" in proc.stderr:
+        pytest.skip("this Triton installation has no ptxas")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    facts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert facts["kernels"] == ["_chain_kernel"] and facts["signature"]["l_ptr"] == "*fp32"
+    assert facts["ok"] and facts["regs"] > 0 and facts["spill"] == 0 and facts["shared"] > 0
+    assert facts["load"] != "none"
+
+
+def test_the_gate_fails_on_errors_spills_and_shared_memory():
+    from interir.check.static import Compiled, gate_failures, totals
+
+    rows = [Compiled("a", "x", True, "sm_90", 4, 2, ok=True, spill_bytes=0, shared_bytes=1000, shared_limit=232448),
+            Compiled("b", "x", True, "sm_90", 4, 2, ok=False, error="LLVM ERROR: boom"),
+            Compiled("c", "x", True, "sm_90", 4, 2, ok=True, spill_bytes=16, shared_bytes=10, shared_limit=232448),
+            Compiled("d", "x", False, "sm_90", 4, 2, ok=True, spill_bytes=16, shared_bytes=10, shared_limit=232448),
+            Compiled("e", "x", True, "sm_120", 4, 2, ok=True, spill_bytes=0, shared_bytes=200000, shared_limit=101376)]
+    failures = gate_failures(rows)
+    assert len(failures) == 3  # b's error, c's spill (a default config), e's shared memory; d is a candidate
+    assert any("does not compile" in f for f in failures) and any("spills 16 bytes" in f for f in failures)
+    assert any("shared memory" in f for f in failures)
+    assert totals(rows)["sm_90"] == {"launches": 4, "compiled": 3, "failed": 1, "spilling": 2, "spilling_default": 1}
+
+
+# Two entries as nvcc -Xptxas=-v prints them (names from a real build of csrc/): one clean, one whose block
+# reduction keeps its accumulators on the stack and spills.
+PTXAS_LOG = """\
+ptxas info    : Compiling entry function '_ZN7interir19block_reduce_kernelILi1EZNS_4impl11fft_l1_lossERKN2at6TensorES5_EUlliPfE_ZNS1_11fft_l1_lossES5_S5_EUllPKfE_EEvT0_T1_' for 'sm_90'
+ptxas info    : Function properties for _ZN7interir19block_reduce_kernelILi1EZNS_4impl11fft_l1_lossERKN2at6TensorES5_EUlliPfE_ZNS1_11fft_l1_lossES5_S5_EUllPKfE_EEvT0_T1_
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 31 registers, used 1 barriers, 1028 bytes smem
+ptxas info    : Compiling entry function '_ZN7interir19block_reduce_kernelILi49EZNS_4impl19attention_forward_tIfLi7EEEvRKN2at6TensorEPKffPfEUlliS9_E_ZS2_IfLi7EEvS8_SA_fS9_EUllSA_E_EEvT0_T1_' for 'sm_90'
+ptxas info    : Function properties for _ZN7interir19block_reduce_kernelILi49EZNS_4impl19attention_forward_tIfLi7EEEvRKN2at6TensorEPKffPfEUlliS9_E_ZS2_IfLi7EEvS8_SA_fS9_EUllSA_E_EEvT0_T1_
+    200 bytes stack frame, 4 bytes spill stores, 24 bytes spill loads
+ptxas info    : Used 80 registers, used 1 barriers, 8 bytes cumulative stack size, 1220 bytes smem
+"""
+
+
+def test_cuda_report_reads_ptxas_figures_and_gates_stack_and_spills(tmp_path, capsys):
+    from interir.check import cuda_report
+
+    kernels = cuda_report.parse_ptxas_log(PTXAS_LOG)
+    assert [(k.target, k.registers, k.stack_bytes, k.spill_bytes) for k in kernels] == [
+        ("sm_90", 31, 0, 0), ("sm_90", 80, 200, 28)]
+    assert kernels[1].kernel.startswith("block_reduce_kernel<49>")
+    failures = cuda_report.gate_failures(kernels)
+    assert len(failures) == 2 and all("<49>" in f for f in failures)
+    assert cuda_report.gate_failures(kernels[:1]) == []
+    log = tmp_path / "build.log"
+    log.write_text(PTXAS_LOG)
+    assert cuda_report.main([str(log)]) == 1
+    assert "2 CUDA kernels: FAILED" in capsys.readouterr().out
+    log.write_text("no figures here\n")
+    assert cuda_report.main([str(log)]) == 1
+    assert "INTERIR_PTXAS_VERBOSE=1" in capsys.readouterr().err
