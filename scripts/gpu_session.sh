@@ -10,9 +10,14 @@
 #   build   interir._C: a carried prebuilt one when it imports with this torch, else built in place
 #           (CUDA_HOME found from nvcc, CPATH set when the toolkit lacks headers torch includes, ptxas -v
 #           figures in the log)                                                     -> build.log
-#   check   interir check: every backend against the float64 reference, timed       -> check.json
-#   tests   the GPU and fused-kernel tests: no -x, a per-test limit, junit XML      -> tests.xml
-#   bench   the op benchmarks, each case appended as it finishes                    -> bench.jsonl, bench_*.json/.md
+#   check   interir check: every backend against the float64 reference, timed; rewritten after every row
+#                                                                                   -> check.json
+#   tests   the GPU and fused-kernel tests: no -x, a per-test limit, one line per test in session.log,
+#           junit XML (also when the stage's limit interrupts it)                   -> tests.xml
+#   bench   the op benchmarks, then the model suite (eager), each case appended as it finishes
+#                                                                                   -> bench.jsonl, bench_*.json/.md
+# A stage that reaches its limit gets SIGINT (Python's Ctrl-C: check, pytest and bench report what finished),
+# and SIGKILL 15 s later.
 # Every stage's terminal output goes to session.log; at most 8 files come back. Offline-safe: nothing is
 # downloaded or installed, and a missing .git only means "unknown" in the commit field.
 set -uo pipefail
@@ -51,7 +56,7 @@ run_stage() {
   fi
   echo "=== $name (limit ${allowed} s): $*" >> "$dest"
   t0=$(date +%s)
-  timeout -k 10 "$allowed" "$@" >> "$dest" 2>&1
+  timeout -s INT -k 15 "$allowed" "$@" >> "$dest" 2>&1
   rc=$?
   if (( rc == 124 || rc == 137 )); then
     say "$name: cut at its ${allowed} s limit (rc $rc)"
@@ -84,7 +89,7 @@ if [ $dry = 1 ]; then
   build_cap=20 build_reserve=130 check_cap=60 check_reserve=90 tests_cap=60 tests_reserve=30 bench_cap=60
 else
   device=cuda
-  build_cap=300 build_reserve=200 check_cap=150 check_reserve=150 tests_cap=200 tests_reserve=60 bench_cap=400
+  build_cap=240 build_reserve=300 check_cap=200 check_reserve=200 tests_cap=160 tests_reserve=120 bench_cap=400
 fi
 
 # --------------------------------------------------------------------------------------------------- build
@@ -125,6 +130,9 @@ export py dry
 : > "$out/build.log"
 STAGE_LOG=$out/build.log run_stage build $build_cap $build_reserve bash -c build_extension
 grep "^build:" "$out/build.log" >> "$log"
+if [ $dry = 0 ]; then  # the ptxas -v gate of the extension as built here (no spill, no stack in block reductions)
+  "$py" -m interir.check.cuda_report "$out/build.log" 2>&1 | grep -E "^(gate:|[0-9]+ CUDA kernels)" | tee -a "$summary"
+fi
 "$py" -c 'from interir import ops; print("backends:", ops.available_backends())' 2>&1 | tee -a "$summary"
 
 # --------------------------------------------------------------------------------------------------- check
@@ -142,14 +150,15 @@ else
   tests=${TESTS:-tests}
 fi
 # shellcheck disable=SC2086
-run_stage tests $tests_cap $tests_reserve "$py" -m pytest -q -p no:cacheprovider -m "gpu or kernels" --junitxml "$out/tests.xml" $tests
-grep -E "^(FAILED|ERROR)|passed|failed" "$log" | tail -5 | tee -a "$summary" >/dev/null
+run_stage tests $tests_cap $tests_reserve "$py" -m pytest -q -p no:cacheprovider -m "gpu or kernels" -v --durations=15 --junitxml "$out/tests.xml" $tests
+grep -E "^(FAILED|ERROR) |^=+ .*(passed|failed|error).* =+$" "$log" | tail -12 | tee -a "$summary" >/dev/null
 
 # --------------------------------------------------------------------------------------------------- bench
 if [ $dry = 1 ]; then
   run_stage bench $bench_cap 0 "$py" -m bench --device cpu --suite ops --smoke --out "$out" --jsonl "$out/bench.jsonl"
 else
-  run_stage bench $bench_cap 0 "$py" -m bench --device cuda --suite ops --out "$out" --jsonl "$out/bench.jsonl"
+  run_stage bench $bench_cap 0 "$py" -m bench --device cuda --suite all --compile off --out "$out" \
+    --jsonl "$out/bench.jsonl"
 fi
 for f in "$out"/*.json "$out"/*.md; do
   case $(basename "$f") in check.json) ;; *) [ -f "$f" ] && mv -f "$f" "$out/bench_$(basename "$f")" ;; esac

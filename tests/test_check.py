@@ -24,9 +24,27 @@ def test_emulated_quick_check_passes_and_reports(tmp_path, capsys):
     assert "0 failed" in text and "| kron_step |" in text
     report = json.loads(out.read_text())
     backends = {r["backend"] for r in report["results"]}
-    assert {"triton", "cuda"} <= backends and report["emulated"] is True
+    assert {"triton", "cuda"} <= backends and report["emulated"] is True and report["complete"] is True
     assert all(r["status"] == "ok" for r in report["results"]), report["results"]
     assert {r["op"] for r in report["results"]} == set(ops.backends.op_names())
+
+
+def test_a_check_cut_short_keeps_the_rows_it_finished(tmp_path, capsys, monkeypatch):
+    """A GPU lease's time limit (SIGTERM/SIGINT mid-run): the JSON holds every finished row, marked incomplete,
+    and the exit code is 1."""
+    from interir.check import runtime
+
+    def two_rows_then_interrupted(device, *, progress, **_):
+        for backend in ("triton", "cuda"):
+            progress(runtime.Row("kron_apply", "odd", "2×3", "float32", backend, "ok", "", 0.1, True, None, None), 0.0)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runtime, "run_checks", two_rows_then_interrupted)
+    out = tmp_path / "check.json"
+    assert main(["check", "--device", "cpu", "--emulate", "--dtypes", "float32", "-q", "--json", str(out)]) == 1
+    assert "interrupted" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["complete"] is False and [r["backend"] for r in report["results"]] == ["triton", "cuda"]
 
 
 def test_a_wrong_backend_fails_the_check(capsys):

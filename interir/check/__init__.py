@@ -11,8 +11,10 @@ kernel fails to compile, spills, or needs more shared memory than the target has
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -80,22 +82,55 @@ def _run_runtime(args: argparse.Namespace) -> int:
               "--emulate checks the kernels' code through the interpreter and the host emulation")
         return 0
 
+    finished: list = []
+
+    def write_json(complete: bool) -> None:
+        if args.json:
+            from interir.atomic import atomic_write_text
+
+            atomic_write_text(args.json, json.dumps(runtime.report(finished, device, args.emulate, complete=complete),
+                                                    indent=1))
+
     def progress(row, seconds):
+        finished.append(row)
+        write_json(complete=False)  # a run cut short (a GPU lease's time limit) keeps every row it finished
         if not args.quiet:
             print(f"  {row.op:<22} {row.case:<32} {row.dtype:<9} {row.backend:<8} {row.status} ({seconds:.1f} s)",
                   file=sys.stderr, flush=True)
 
-    rows = runtime.run_checks(device, quick=args.quick, emulate=args.emulate, dtypes=dtypes, progress=progress)
+    interrupted = False
+    try:
+        with _signals_interrupt():
+            runtime.run_checks(device, quick=args.quick, emulate=args.emulate, dtypes=dtypes, progress=progress)
+    except KeyboardInterrupt:
+        interrupted = True
+    rows = finished
     print(runtime.format_table(rows))
     totals = runtime.summary(rows)
     print(f"{totals['rows']} checks: {totals.get('ok', 0)} ok, {totals.get('refused', 0)} refused, "
-          f"{totals['failed']} failed")
+          f"{totals['failed']} failed" + (" (interrupted: the rows above are those that finished)" if interrupted
+                                          else ""))
+    write_json(complete=not interrupted)
     if args.json:
-        from interir.atomic import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(runtime.report(rows, device, args.emulate), indent=1))
         print(f"wrote {args.json}")
-    return 1 if totals["failed"] else 0
+    return 1 if totals["failed"] or interrupted else 0
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM (what `timeout` sends) stops the check like Ctrl-C: the finished rows are still reported."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _rerun_emulated(args: argparse.Namespace) -> int:

@@ -93,11 +93,16 @@ def report(kernels: list[CudaKernel]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m interir.check.cuda_report BUILD_LOG", file=sys.stderr)
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: python -m interir.check.cuda_report BUILD_LOG  (the log of a build made with "
+              "INTERIR_PTXAS_VERBOSE=1)", file=sys.stderr)
         return 2
-    with open(argv[0], encoding="utf-8", errors="replace") as f:
-        kernels = parse_ptxas_log(f.read())
+    try:
+        with open(argv[0], encoding="utf-8", errors="replace") as f:
+            kernels = parse_ptxas_log(f.read())
+    except OSError as exc:
+        print(f"{argv[0]}: cannot read the build log ({exc.strerror})", file=sys.stderr)
+        return 2
     if not kernels:
         print(f"{argv[0]}: no ptxas figures (build with INTERIR_PTXAS_VERBOSE=1)", file=sys.stderr)
         return 1

@@ -96,13 +96,13 @@ def summary(rows: list[Row]) -> dict[str, Any]:
     return {"rows": len(rows), **counts, "failed": counts.get("FAIL", 0)}
 
 
-def report(rows: list[Row], device: torch.device, emulate: bool) -> dict[str, Any]:
-    """Everything of a run, for --json."""
+def report(rows: list[Row], device: torch.device, emulate: bool, *, complete: bool = True) -> dict[str, Any]:
+    """Everything of a run, for --json (`complete` is false while it runs, or when it was cut short)."""
     from interir.profile import environment
 
     return {"schema": "interir-check/1", "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "emulated": emulate, "environment": environment(), "summary": summary(rows),
+            "emulated": emulate, "complete": complete, "environment": environment(), "summary": summary(rows),
             "backends": {k: v for k, v in fused_backends(device).items()},
             "results": [asdict(r) | {"speedup": r.speedup} for r in rows],
             "poisoned_outputs": os.environ.get("INTERIR_POISON_OUTPUTS") == "1"}
