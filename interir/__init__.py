@@ -9,6 +9,17 @@ __version__ = "0.1.0"
 from interir.errors import InterIRError  # noqa: F401
 
 
+def _kernels_from_a_source_checkout() -> None:
+    from pathlib import Path
+
+    from interir._source_tree import install_if_needed
+
+    install_if_needed(Path(__file__).resolve().parent)
+
+
+_kernels_from_a_source_checkout()
+
+
 def build_model(preset: str = "paper", **overrides):
     """Build an InterIR network from a preset name (`paper`, `small`, `tiny`) and keyword overrides."""
     from interir.model import build_model as _build

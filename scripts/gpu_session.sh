@@ -78,19 +78,28 @@ run_stage() {
   "$py" -c 'import sys, torch; print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", torch.version.cuda, "| gpu", torch.cuda.get_device_name() if torch.cuda.is_available() else None)' 2>&1
   "$py" -c 'import triton; print("triton", triton.__version__)' 2>&1
   command -v nvcc >/dev/null && nvcc --version | tail -1
-  echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+  echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown) (the .git that travelled; it may lag the tree)"
+  # What ran, independent of any .git: one hash of the sources (the same command here names the commit).
+  echo "sources sha1 $(find interir kernels csrc scripts tests bench -type f \( -name '*.py' -o -name '*.cu*' -o \
+    -name '*.h' -o -name '*.cpp' -o -name '*.sh' \) -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs cat | sha1sum | cut -c1-12)"
 } >> "$summary" 2>&1
 cat "$summary"
 
-# Per stage: the most it may take (cap) and the time it leaves to the stages after it (reserve), in seconds.
+# Per stage: the most it may take (cap) and the time it leaves to the stages after it (reserve), in seconds of
+# the nominal budget (170 s dry, 570 s on a GPU); a SESSION_SECONDS of another length scales them all.
 if [ $dry = 1 ]; then
   device=cpu
   export TRITON_INTERPRET=1 INTERIR_CUDA_EMULATE=1
+  nominal=170
   build_cap=20 build_reserve=130 check_cap=60 check_reserve=90 tests_cap=60 tests_reserve=30 bench_cap=60
 else
   device=cuda
-  build_cap=240 build_reserve=300 check_cap=200 check_reserve=200 tests_cap=160 tests_reserve=120 bench_cap=400
+  nominal=570
+  build_cap=240 build_reserve=300 check_cap=200 check_reserve=220 tests_cap=200 tests_reserve=90 bench_cap=400
 fi
+for v in build_cap build_reserve check_cap check_reserve tests_cap tests_reserve bench_cap; do
+  printf -v "$v" %d $(( ${!v} * budget / nominal ))
+done
 
 # --------------------------------------------------------------------------------------------------- build
 build_extension() {
@@ -149,8 +158,13 @@ if [ $dry = 1 ]; then
 else
   tests=${TESTS:-tests}
 fi
+# pytest-xdist, where installed, runs the tests in parallel processes: a worker that crashes (a segfault in an
+# extension) is reported as that test's failure and replaced, instead of ending the stage.
+parallel=""
+if [ $dry = 0 ] && "$py" -c 'import xdist' 2>/dev/null; then parallel="-n ${TEST_WORKERS:-8}"; fi
 # shellcheck disable=SC2086
-run_stage tests $tests_cap $tests_reserve "$py" -m pytest -q -p no:cacheprovider -m "gpu or kernels" -v --durations=15 --junitxml "$out/tests.xml" $tests
+run_stage tests $tests_cap $tests_reserve "$py" -m pytest -p no:cacheprovider -m "gpu or kernels" -v -rfE --durations=15 $parallel \
+  --junitxml "$out/tests.xml" $tests
 grep -E "^(FAILED|ERROR) |^=+ .*(passed|failed|error).* =+$" "$log" | tail -12 | tee -a "$summary" >/dev/null
 
 # --------------------------------------------------------------------------------------------------- bench

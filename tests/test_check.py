@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 
 from interir import ops
 from interir.cli import main
@@ -155,3 +156,17 @@ def test_cuda_report_reads_ptxas_figures_and_gates_stack_and_spills(tmp_path, ca
     log.write_text("no figures here\n")
     assert cuda_report.main([str(log)]) == 1
     assert "INTERIR_PTXAS_VERBOSE=1" in capsys.readouterr().err
+
+
+def test_the_exact_reference_differentiates_the_weights_the_backend_got():
+    """The float64 reference's backward gets the same (bfloat16-rounded) output weights as a bfloat16 backend:
+    through identity factors the gradient of x is those weights, bit for bit, in both runs."""
+    from interir.ops.verify import run_op
+
+    x = torch.randn(1, 2, 5, 4).bfloat16()
+    p1 = torch.eye(5).expand(1, 2, 5, 5).contiguous().bfloat16()
+    p2 = torch.eye(4).expand(1, 2, 4, 4).contiguous().bfloat16()
+    got = run_op("kron_apply", "reference", (x, p1, p2, False))
+    exact = run_op("kron_apply", "reference", (x, p1, p2, False), dtype_of=lambda t: torch.float64)
+    assert exact[1].dtype == torch.float64
+    assert torch.equal(got[1].double(), exact[1])

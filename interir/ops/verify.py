@@ -82,6 +82,10 @@ def run_op(op: str, backend: str, args: Sequence[Any], *, seed: int = 0,
     front: call the public front-end `front(*args, backend=...)` (argument checks, dtype rules, contiguity)
     instead of the backend's torch.library op with the dispatch arguments."""
     leaves = _leaves(args, dtype_of)
+    # The output weights (the gradient the backward receives) are rounded to the arguments' own activation
+    # dtype in every run, the float64 one included: the exact reference must differentiate the same weighting
+    # the backend got, or the weights' rounding would count as the backend's error.
+    weight_dtype = next((a.dtype for a in args if isinstance(a, Tensor) and a.is_floating_point()), torch.float64)
     fn = backends.op_callable(backend, op) if front is None else (lambda *a: front(*a, backend=backend))
     with torch.enable_grad():
         result = fn(*leaves)
@@ -90,7 +94,7 @@ def run_op(op: str, backend: str, args: Sequence[Any], *, seed: int = 0,
         g = torch.Generator().manual_seed(seed)
         total = None
         for o in outs:
-            w = torch.rand(o.shape, generator=g, dtype=torch.float64).to(o.device, o.dtype)
+            w = torch.rand(o.shape, generator=g, dtype=torch.float64).to(weight_dtype).to(o.device, o.dtype)
             term = (o * w).sum()
             total = term if total is None else total + term.to(total.dtype)
         grads = []
