@@ -36,9 +36,14 @@ def device_of(device: torch.device):
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """tl.dot's input precision for float32 operands: TF32 when torch allows it for convolutions (as F.conv2d
-    does on a GPU), IEEE otherwise and under the interpreter."""
-    if dtype == torch.float32 and not interpreting() and torch.backends.cudnn.allow_tf32:
+    """tl.dot's input precision for float32 operands: IEEE unless the user opted in to TF32 for float32 matrix
+    products (torch.backends.cuda.matmul.allow_tf32, which torch.set_float32_matmul_precision("high") sets;
+    off by default), and always IEEE under the interpreter.
+
+    Not cudnn.allow_tf32 (on by default): the reference's batched grouped convolution does not get TF32 from
+    cuDNN, so TF32 by default would put the kernels 100× further from the float64 truth than the reference
+    (measured on an H200: docs/gpu.md), and `interir check` and `auto` would rightly reject them."""
+    if dtype == torch.float32 and not interpreting() and torch.backends.cuda.matmul.allow_tf32:
         return "tf32"
     return "ieee"
 

@@ -55,8 +55,7 @@ def pick_config(config=None) -> FftConfig:
 
 
 @triton.jit
-def _half_l1_kernel(spec_ptr, signs_ptr, part_ptr, n, H, W, WH,
-                    KEEP_SIGNS: tl.constexpr, BLOCK: tl.constexpr):
+def _half_l1_kernel(spec_ptr, signs_ptr, part_ptr, n, H, W, WH, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     idx = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     valid = idx < n
@@ -72,17 +71,19 @@ def _half_l1_kernel(spec_ptr, signs_ptr, part_ptr, n, H, W, WH,
     weight = tl.where(dead | (idx >= n), 0.0, weight)
     part = tl.sum(tl.abs(v) * weight, axis=0)
     tl.store(part_ptr + pid, part)
-    if KEEP_SIGNS:
-        # Columns 0 and W/2 hold both D[k, l] and its twin D[H−k, l] = conj(D[k, l]): rows past H/2 take the
-        # sign of their twin (Re the same, Im negated), so the sign spectrum is exactly Hermitian and the
-        # inverse real FFT is well defined on every FFT library, even where a value is float noise around 0.
-        mirror = valid & self_col & (row > H // 2)
-        twin = tl.load(spec_ptr + idx + (H - 2 * row) * (WH * 2), mask=mirror, other=0.0)
-        twin = tl.where(is_im, -twin, twin)
-        u = tl.where(mirror, twin, v)
-        s = tl.where(u > 0, 1, tl.where(u < 0, -1, 0))
-        s = tl.where(dead, 0, s)
-        tl.store(signs_ptr + idx, s.to(tl.int8), mask=valid)
+    # The signs are always computed (into scratch when the caller does not keep them): one compiled kernel,
+    # so the loss is bitwise the same whether or not the backward's signs are kept (a kernel specialised
+    # without them was measured on an H200 to sum in another order).
+    # Columns 0 and W/2 hold both D[k, l] and its twin D[H−k, l] = conj(D[k, l]): rows past H/2 take the
+    # sign of their twin (Re the same, Im negated), so the sign spectrum is exactly Hermitian and the
+    # inverse real FFT is well defined on every FFT library, even where a value is float noise around 0.
+    mirror = valid & self_col & (row > H // 2)
+    twin = tl.load(spec_ptr + idx + (H - 2 * row) * (WH * 2), mask=mirror, other=0.0)
+    twin = tl.where(is_im, -twin, twin)
+    u = tl.where(mirror, twin, v)
+    s = tl.where(u > 0, 1, tl.where(u < 0, -1, 0))
+    s = tl.where(dead, 0, s)
+    tl.store(signs_ptr + idx, s.to(tl.int8), mask=valid)
 
 
 @triton.jit
@@ -123,8 +124,10 @@ def reduce_half_spectrum(spec: Tensor, width: int, signs: Tensor | None = None, 
     n = spec.numel()
     grid = (triton.cdiv(n, cfg.BLOCK),)
     partials = new_output((grid[0],), torch.float32, spec.device)
-    _half_l1_kernel[grid](spec, signs if signs is not None else partials, partials, n, spec.shape[-3], width,
-                          width // 2 + 1, KEEP_SIGNS=signs is not None, BLOCK=cfg.BLOCK, num_warps=cfg.num_warps)
+    if signs is None:
+        signs = torch.empty(spec.shape, dtype=torch.int8, device=spec.device)  # scratch: see the kernel
+    _half_l1_kernel[grid](spec, signs, partials, n, spec.shape[-3], width, width // 2 + 1, BLOCK=cfg.BLOCK,
+                          num_warps=cfg.num_warps)
     return partials
 
 

@@ -19,8 +19,8 @@ Determinism: every output element, and every partial, is computed by one program
 partials are reduced in a fixed order: no atomics, bitwise reproducible for a given config. Configs: see
 kernels/_tuning.py (the heuristic below unless a caller, the interpreter or opt-in autotuning picks).
 
-Precision: float32 accumulation everywhere. float32 inputs use TF32 dots when
-torch.backends.cudnn.allow_tf32 is on (as F.conv2d does on a GPU) and IEEE dots otherwise; bfloat16 and
+Precision: float32 accumulation everywhere. float32 inputs use IEEE dots, or TF32 dots when the user opts in
+with torch.set_float32_matmul_precision("high") (see _launch.dot_precision); bfloat16 and
 float16 inputs use dots in their own dtype. float64 is not supported (`why_not` says so; `auto` then uses
 the reference), nor bfloat16 under the CPU interpreter (no bfloat16 math there).
 """

@@ -104,9 +104,13 @@ done
 # --------------------------------------------------------------------------------------------------- build
 build_extension() {
   # A carried prebuilt interir/_C*.so is used when it imports with this torch.
-  if ls interir/_C*.so >/dev/null 2>&1 && "$py" -c 'import interir._C' 2>/dev/null; then
-    echo "build: the carried interir._C imports with this torch; not rebuilt"
-    return 0
+  # (torch first: the extension links against the libraries `import torch` loads)
+  if ls interir/_C*.so >/dev/null 2>&1; then
+    if "$py" -c 'import torch, interir._C' 2>&1 | tail -1; then
+      echo "build: the carried interir._C imports with this torch; not rebuilt"
+      return 0
+    fi
+    echo "build: the carried interir._C does not import here (above); building it"
   fi
   [ "$dry" = 1 ] || rm -f interir/_C*.so  # one that does not import (another torch) is replaced
   if [ -z "${CUDA_HOME:-}" ]; then  # the toolkit of the nvcc on PATH (it may be a wrapper), else a usual place
@@ -166,6 +170,15 @@ if [ $dry = 0 ] && "$py" -c 'import xdist' 2>/dev/null; then parallel="-n ${TEST
 run_stage tests $tests_cap $tests_reserve "$py" -m pytest -p no:cacheprovider -m "gpu or kernels" -v -rfE --durations=15 $parallel \
   --junitxml "$out/tests.xml" $tests
 grep -E "^(FAILED|ERROR) |^=+ .*(passed|failed|error).* =+$" "$log" | tail -12 | tee -a "$summary" >/dev/null
+# A test that crashed its worker (a segfault in an extension) is run again alone under cuda-gdb, when there is
+# one, for the native backtrace (into session.log).
+if [ -f "$out/tests.xml" ] && command -v cuda-gdb >/dev/null; then
+  grep -o "crashed while running '[^']*'" "$out/tests.xml" | sed "s/.*running '//; s/'$//" | sort -u | head -2 |
+  while read -r nodeid; do
+    STAGE_LOG=$log run_stage "backtrace of $nodeid" 60 60 cuda-gdb -batch -ex run -ex bt \
+      --args "$py" -m pytest -p no:cacheprovider -q "$nodeid"
+  done
+fi
 
 # --------------------------------------------------------------------------------------------------- bench
 if [ $dry = 1 ]; then

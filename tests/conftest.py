@@ -76,6 +76,9 @@ def wake_up(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
 
 
 FUSED_BACKENDS = ["triton", "cuda"]
+# Where the fused backends' tests put their tensors: the GPU when there is one, else the CPU (the Triton
+# interpreter and the CUDA host emulation).
+KERNEL_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(params=FUSED_BACKENDS)

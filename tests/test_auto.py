@@ -132,7 +132,7 @@ def test_choices_are_written_into_the_training_log_and_checkpoints(chooser, tmp_
     from tests.test_train import _cfg
 
     chooser.stand_in("quick", _table("kron_apply"), 0.2)
-    result = train(_cfg(tmp_path, **{"train.total_iter": 1}), progress=False)
+    result = train(_cfg(tmp_path, **{"train.total_iter": 1, "device": "cpu"}), progress=False)  # the stand-in's
     log = (tmp_path / "exp" / "run" / "train.log").read_text()
     assert "auto's ops backends:" in log and "kron_apply" in log and "→ quick" in log
     meta = read_metadata(tmp_path / "exp" / "run" / "step_00000001.safetensors")

@@ -325,10 +325,10 @@ def test_weight_gradient_batch_chunks(monkeypatch):
 
 def test_why_not_gives_one_line_reasons(monkeypatch):
     _triton_only()
-    x = torch.randn(1, 4, 5, 5)
-    w = torch.randn(4, 4, 3, 3)
-    a = torch.rand(1, 4, 3, 3)
-    theta = torch.tensor(0.0)
+    x = torch.randn(1, 4, 5, 5, device=DEVICE)
+    w = torch.randn(4, 4, 3, 3, device=DEVICE)
+    a = torch.rand(1, 4, 3, 3, device=DEVICE)
+    theta = torch.tensor(0.0, device=DEVICE)
     conv, attention = triton_conv.why_not, triton_attn.why_not
     reasons = {
         "float64": conv(x.double(), w.double(), None, a, 1),
@@ -343,15 +343,18 @@ def test_why_not_gives_one_line_reasons(monkeypatch):
         assert "CUDA" in reasons["cpu"]
         reasons["cpu attention"] = attention(x, theta, 3, 0.5)
         monkeypatch.undo()
+    else:
+        reasons["cpu"] = conv(x.cpu(), w.cpu(), None, a.cpu(), 1)
+        assert "CUDA" in reasons["cpu"]
     for what, reason in reasons.items():
         assert isinstance(reason, str) and reason and "\n" not in reason, what
     assert "float64" in reasons["float64"] and "groups" in reasons["groups"]
     assert conv(x, w, None, a, 1) is None or not HAS_CUDA
     assert attention(x, theta, 3, 0.5) is None or not HAS_CUDA
     with pytest.raises(ops.BackendUnavailable, match="backend 'triton' cannot run modulated_conv: .*float64"):
-        ops.modulated_conv(x.double().to(DEVICE), w.double().to(DEVICE), None, a.to(DEVICE), backend="triton")
+        ops.modulated_conv(x.double(), w.double(), None, a, backend="triton")
     # auto falls back to an equally correct backend for float64
-    y = ops.modulated_conv(x.double().to(DEVICE), w.double().to(DEVICE), None, a.to(DEVICE))
+    y = ops.modulated_conv(x.double(), w.double(), None, a)
     assert y.dtype == F64
 
 
@@ -457,10 +460,28 @@ def test_training_size_on_gpu(backend, groups):
     _check_conv(got, x, weight, bias, attn, dy, groups, torch.float32)
 
 
+def test_float32_dots_are_ieee_unless_the_user_opts_in_to_tf32(monkeypatch):
+    """The reference's grouped convolution gets no TF32 from cuDNN (cudnn.allow_tf32 notwithstanding), so the
+    kernels use TF32 only when the user allows it for float32 matrix products."""
+    _triton_only()
+    from interir.kernels import _launch
+
+    monkeypatch.setattr(_launch, "interpreting", lambda: False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    assert _launch.dot_precision(torch.float32) == "ieee"
+    torch.set_float32_matmul_precision("high")
+    try:
+        assert _launch.dot_precision(torch.float32) == "tf32"
+        assert _launch.dot_precision(torch.bfloat16) == "ieee"  # 16-bit dots run in their own dtype anyway
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
 @pytest.mark.gpu
 @requires_gpu
-def test_tf32_default_is_close(backend, monkeypatch):
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+def test_tf32_opt_in_is_close(backend, monkeypatch):
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
     x, weight, bias, attn, dy = _conv_inputs(4, 48, 48, 32, 32, 3, 1)
     got = _run_conv_autograd(backend, x, weight, bias, attn, dy, 1)
     r64 = _conv_reference(x.double(), weight.double(), bias.double(), attn.double(), dy.double(), 1)

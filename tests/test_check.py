@@ -170,3 +170,20 @@ def test_the_exact_reference_differentiates_the_weights_the_backend_got():
     exact = run_op("kron_apply", "reference", (x, p1, p2, False), dtype_of=lambda t: torch.float64)
     assert exact[1].dtype == torch.float64
     assert torch.equal(got[1].double(), exact[1])
+
+
+def test_a_scalar_summed_in_16_bit_gets_the_random_walk_floor():
+    """dη of kron_step from bfloat16 maps: a floor at the scale of its summed rounding (Σ|terms|/√terms), far
+    below |dη| so a wrong sign still fails; float32 arguments keep the plain rule."""
+    from interir.check.cases import CASES
+    from interir.ops.verify import _scalar_floors, run_op
+
+    case = next(c for c in CASES if c.op == "kron_step" and c.quick)
+    for dtype, expect_floor in ((torch.float32, False), (torch.bfloat16, True)):
+        torch.manual_seed(0)
+        args = case.make(torch.device("cpu"), dtype, True)
+        got = run_op("kron_step", "reference", args, front=case.front)
+        floors = _scalar_floors("kron_step", args, got, case.front)
+        assert (6 in floors) == expect_floor and set(floors) <= {6}
+    exact = run_op("kron_step", "reference", args, front=case.front, dtype_of=lambda t: torch.float64)
+    assert 0 < floors[6] < 0.25 * abs(exact[6].item())  # here 1.0 against |dη| = 5.6

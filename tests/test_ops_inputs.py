@@ -4,21 +4,23 @@ import pytest
 import torch
 
 from interir import ops
+from tests.conftest import KERNEL_DEVICE
 
 def test_an_empty_batch_gives_an_empty_result_and_zero_gradients(any_backend):
-    x = torch.rand(0, 4, 7, 9, requires_grad=True)
-    weight = torch.rand(5, 4, 3, 3, requires_grad=True)
-    bias = torch.rand(5, requires_grad=True)
-    theta = torch.zeros(1, requires_grad=True)
+    dev = KERNEL_DEVICE
+    x = torch.rand(0, 4, 7, 9, device=dev, requires_grad=True)
+    weight = torch.rand(5, 4, 3, 3, device=dev, requires_grad=True)
+    bias = torch.rand(5, device=dev, requires_grad=True)
+    theta = torch.zeros(1, device=dev, requires_grad=True)
     y, attn = ops.explainable_conv(x, weight, bias, theta, return_attention=True, backend=any_backend)
     assert y.shape == (0, 5, 7, 9) and attn.shape == (0, 4, 3, 3)
     y.sum().backward()
     assert x.grad.shape == x.shape and torch.equal(weight.grad, torch.zeros_like(weight))
     assert torch.equal(bias.grad, torch.zeros_like(bias)) and torch.equal(theta.grad, torch.zeros_like(theta))
-    p = torch.rand(0, 4, 7, 7)
-    q = torch.rand(0, 4, 9, 9)
+    p = torch.rand(0, 4, 7, 7, device=dev)
+    q = torch.rand(0, 4, 9, 9, device=dev)
     assert ops.kron_apply(x.detach(), p, q, backend=any_backend).shape == (0, 4, 7, 9)
-    assert ops.kron_step(x.detach(), x.detach(), p, q, x.detach(), torch.tensor(0.1),
+    assert ops.kron_step(x.detach(), x.detach(), p, q, x.detach(), torch.tensor(0.1, device=dev),
                          backend=any_backend).shape == (0, 4, 7, 9)
 
 

@@ -1,5 +1,7 @@
 """MAC counting (docs/model.md, "Efficiency figures"): both counts against closed-form totals, and the flop
 formula every custom op carries for torch.utils.flop_counter."""
+import functools
+
 import interir
 from interir.model import EPBlock
 from interir.profile import count_macs_all, count_macs_hooks
@@ -58,12 +60,14 @@ def test_every_op_carries_the_flops_of_its_definition(any_backend):
     import torch
 
     from interir.ops import reference as R
+    from tests.conftest import KERNEL_DEVICE
 
     ns, b = torch.ops.interir, any_backend
-    x, w, bias = torch.rand(2, 6, 9, 11), torch.rand(5, 6, 3, 3), torch.rand(5)
-    a, gy, theta = torch.rand(2, 6, 3, 3), torch.rand(2, 5, 9, 11), torch.tensor(0.1)
+    rand = functools.partial(torch.rand, device=KERNEL_DEVICE)
+    x, w, bias = rand(2, 6, 9, 11), rand(5, 6, 3, 3), rand(5)
+    a, gy, theta = rand(2, 6, 3, 3), rand(2, 5, 9, 11), torch.tensor(0.1, device=KERNEL_DEVICE)
     attn = R.explainable_attention(x, theta, 3)
-    p1, p2, eta = torch.rand(2, 6, 9, 9), torch.rand(2, 6, 11, 11), torch.tensor(0.1)
+    p1, p2, eta = rand(2, 6, 9, 9), rand(2, 6, 11, 11), torch.tensor(0.1, device=KERNEL_DEVICE)
     pairs = [
         (lambda: getattr(ns, f"modulated_conv_{b}")(x, w, bias, a, 1), lambda: R.modulated_conv(x, w, bias, a)),
         (lambda: getattr(ns, f"explainable_attention_{b}")(x, theta, 3, 0.5),

@@ -178,8 +178,8 @@ def record_launches(configs: str = "default", capability: int = 90) -> list[Laun
     variants = [("float32", True), ("float32", False), ("bfloat16", None), ("float16", None)]
     for dtype_name, tf32 in variants:
         for index in indices:
-            previous = torch.backends.cudnn.allow_tf32
-            torch.backends.cudnn.allow_tf32 = bool(tf32)
+            previous = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
             try:
                 with recording(capability) as launches:
                     for name, thunk in _calls(DTYPES[dtype_name], index):
@@ -197,7 +197,7 @@ def record_launches(configs: str = "default", capability: int = 90) -> list[Laun
                             else:
                                 seen[launch] = launch
             finally:
-                torch.backends.cudnn.allow_tf32 = previous
+                torch.backends.cuda.matmul.allow_tf32 = previous
     return list(seen.values())
 
 
