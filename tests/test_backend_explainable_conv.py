@@ -467,15 +467,18 @@ def test_float32_dots_are_ieee_unless_the_user_opts_in_to_tf32(monkeypatch):
     from interir.kernels import _launch
 
     monkeypatch.setattr(_launch, "interpreting", lambda: False)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    assert _launch.dot_precision(torch.float32) == "ieee"
-    torch.set_float32_matmul_precision("high")
+    # torch's flag objects are restored by hand: monkeypatch's undo cannot delete their properties
+    cudnn_before, precision_before = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
     try:
+        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("highest")
+        assert _launch.dot_precision(torch.float32) == "ieee"
+        torch.set_float32_matmul_precision("high")
         assert _launch.dot_precision(torch.float32) == "tf32"
         assert _launch.dot_precision(torch.bfloat16) == "ieee"  # 16-bit dots run in their own dtype anyway
     finally:
-        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = cudnn_before
+        torch.set_float32_matmul_precision(precision_before)
 
 
 @pytest.mark.gpu
