@@ -1,10 +1,14 @@
 """Collect the offline photographs the shipped demo model is trained and tested on.
 
     python scripts/prepare_demo_photos.py data/demo      # → data/demo/train/*.png, data/demo/heldout/*.png
+    python scripts/prepare_demo_photos.py data/demo48 --wallpapers   # the same, plus the KDE wallpapers in train/
 
 Sources: scikit-image's bundled photos (in its wheel) and Debian's opencv-doc samples
 (/usr/share/doc/opencv-doc/examples/data; `apt-get install opencv-doc`). The held-out photos are never
 trained on: they make the README's held-out table. Stereo/sequence partners of a held-out photo are left out.
+With --wallpapers, Debian's plasma-workspace-wallpapers (/usr/share/wallpapers; `apt-get install
+plasma-workspace-wallpapers`) join the training photos: the largest version of each, its longer side scaled
+to at most 1280 pixels (so that a training crop is not mostly one flat region, and loading stays fast).
 """
 from __future__ import annotations
 
@@ -23,6 +27,21 @@ TRAIN_OPENCV = ("aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg"
                 "stuff.jpg", "Blender_Suzanne1.jpg")
 HELDOUT_SKIMAGE = ("astronaut", "chelsea")
 HELDOUT_OPENCV = ("squirrel_cls.jpg", "HappyFish.jpg")
+WALLPAPERS = Path("/usr/share/wallpapers")
+WALLPAPER_SIDE = 1280
+
+
+def _wallpapers() -> list[tuple[str, Path]]:
+    """(name, the largest image file) of every wallpaper package, sorted by name."""
+    found = []
+    for images in sorted(WALLPAPERS.glob("*/contents/images")):
+        def pixels(f: Path) -> int:
+            w, _, h = f.stem.partition("x")
+            return int(w) * int(h) if w.isdigit() and h.isdigit() else 0
+        files = [f for f in images.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png")]
+        if files:
+            found.append((images.parent.parent.name, max(files, key=pixels)))
+    return found
 
 
 def _skimage(name: str) -> np.ndarray:
@@ -36,6 +55,8 @@ def _skimage(name: str) -> np.ndarray:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="output folder (train/ and heldout/ are created in it)")
+    parser.add_argument("--wallpapers", action="store_true",
+                        help="also put the plasma-workspace-wallpapers photos into train/")
     args = parser.parse_args(argv)
     out = Path(args.out)
     missing = [n for n in TRAIN_OPENCV + HELDOUT_OPENCV if not (OPENCV / n).is_file()]
@@ -49,7 +70,18 @@ def main(argv=None) -> int:
             Image.fromarray(_skimage(name)).save(folder / f"{name}.png")
         for name in cv:
             Image.open(OPENCV / name).convert("RGB").save(folder / f"{Path(name).stem}.png")
-        print(f"{split}: {len(sk) + len(cv)} photos in {folder}")
+        count = len(sk) + len(cv)
+        if split == "train" and args.wallpapers:
+            papers = _wallpapers()
+            if not papers:
+                print(f"no wallpapers under {WALLPAPERS}: apt-get install plasma-workspace-wallpapers", file=sys.stderr)
+                return 1
+            for name, file in papers:
+                img = Image.open(file).convert("RGB")
+                img.thumbnail((WALLPAPER_SIDE, WALLPAPER_SIDE), Image.LANCZOS)
+                img.save(folder / f"wallpaper_{name}.png")
+            count += len(papers)
+        print(f"{split}: {count} photos in {folder}")
     return 0
 
 
