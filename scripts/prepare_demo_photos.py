@@ -63,6 +63,10 @@ def main(argv=None) -> int:
     if missing:
         print(f"opencv-doc samples missing ({', '.join(missing[:3])}…): apt-get install opencv-doc", file=sys.stderr)
         return 1
+    papers = _wallpapers() if args.wallpapers else []
+    if args.wallpapers and not papers:  # said before anything is written
+        print(f"no wallpapers under {WALLPAPERS}: apt-get install plasma-workspace-wallpapers", file=sys.stderr)
+        return 1
     for split, sk, cv in (("train", TRAIN_SKIMAGE, TRAIN_OPENCV), ("heldout", HELDOUT_SKIMAGE, HELDOUT_OPENCV)):
         folder = out / split
         folder.mkdir(parents=True, exist_ok=True)
@@ -71,11 +75,7 @@ def main(argv=None) -> int:
         for name in cv:
             Image.open(OPENCV / name).convert("RGB").save(folder / f"{Path(name).stem}.png")
         count = len(sk) + len(cv)
-        if split == "train" and args.wallpapers:
-            papers = _wallpapers()
-            if not papers:
-                print(f"no wallpapers under {WALLPAPERS}: apt-get install plasma-workspace-wallpapers", file=sys.stderr)
-                return 1
+        if split == "train":
             for name, file in papers:
                 img = Image.open(file).convert("RGB")
                 img.thumbnail((WALLPAPER_SIDE, WALLPAPER_SIDE), Image.LANCZOS)
