@@ -9,15 +9,9 @@ __version__ = "0.1.0"
 from interir.errors import InterIRError  # noqa: F401
 
 
-def _kernels_from_a_source_checkout() -> None:
-    from pathlib import Path
+from interir._source_tree import install_if_needed as _find_kernels_in_a_source_checkout  # noqa: E402
 
-    from interir._source_tree import install_if_needed
-
-    install_if_needed(Path(__file__).resolve().parent)
-
-
-_kernels_from_a_source_checkout()
+_find_kernels_in_a_source_checkout()
 
 
 def build_model(preset: str = "paper", **overrides):

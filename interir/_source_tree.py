@@ -25,13 +25,11 @@ class SourceTreeKernels(importlib.abc.MetaPathFinder):
                                                       submodule_search_locations=[str(self.folder)])
 
 
-def install_if_needed(package_dir: Path) -> bool:
-    """Add the finder when interir.kernels cannot be found otherwise and `package_dir`/../kernels exists;
-    True when it was added."""
-    folder = package_dir.parent / "kernels"
+def install_if_needed() -> None:
+    """Add the finder when the repository's kernels/ folder sits beside this package and no installation
+    provides interir.kernels (an installed package has no kernels/ beside it: one file check, nothing else)."""
+    folder = Path(__file__).resolve().parent.parent / "kernels"
     if not (folder / "__init__.py").is_file() or any(isinstance(f, SourceTreeKernels) for f in sys.meta_path):
-        return False
-    if importlib.util.find_spec(KERNELS) is not None:
-        return False
-    sys.meta_path.append(SourceTreeKernels(folder))
-    return True
+        return
+    if importlib.util.find_spec(KERNELS) is None:
+        sys.meta_path.append(SourceTreeKernels(folder))

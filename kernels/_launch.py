@@ -35,6 +35,11 @@ def device_of(device: torch.device):
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """"float32", "bfloat16", …"""
+    return str(dtype).replace("torch.", "")
+
+
 def dot_precision(dtype: torch.dtype) -> str:
     """tl.dot's input precision for float32 operands: IEEE unless the user opted in to TF32 for float32 matrix
     products (torch.backends.cuda.matmul.allow_tf32, which torch.set_float32_matmul_precision("high") sets;
@@ -63,7 +68,7 @@ def device_reason(backend_op: str, tensors, dtypes) -> str | None:
         elif t.device.type != "cuda":
             return f"{backend_op} needs CUDA tensors, got a {t.device.type} tensor"
         if t.dtype not in dtypes:
-            names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+            names = ", ".join(dtype_name(d) for d in dtypes)
             return f"{backend_op} takes {names}, got {str(t.dtype).replace('torch.', '')} (use the reference backend)"
     return None
 

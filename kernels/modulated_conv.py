@@ -33,7 +33,8 @@ import torch
 import triton
 import triton.language as tl
 
-from interir.kernels._launch import DTYPES, INT32_MAX, dot_precision, new_output, sum_rows, tensors_reason
+from interir.kernels._launch import (DTYPES, INT32_MAX, dot_precision, dtype_name, new_output, sum_rows,
+                                     tensors_reason)
 from interir.kernels._tuning import Tuning
 from interir.kernels.depthwise_conv import depthwise_conv, depthwise_conv_backward, is_depthwise
 
@@ -317,7 +318,7 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return y
 
-    return FWD.run((hw, cout_g, cin_g, k, f"{_name(x.dtype)} {prec}"), config, x.device, launch)
+    return FWD.run((hw, cout_g, cin_g, k, f"{dtype_name(x.dtype)} {prec}"), config, x.device, launch)
 
 
 def _dwa_chunks(b: int, base_programs: int) -> tuple[int, int]:
@@ -364,7 +365,7 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return dx
 
-    DX.run((hw, cin_g, cout_g, k, f"{_name(x.dtype)} {prec}"), config_dx, dev, launch_dx)
+    DX.run((hw, cin_g, cout_g, k, f"{dtype_name(x.dtype)} {prec}"), config_dx, dev, launch_dx)
 
     state = {}
 
@@ -380,16 +381,12 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
         state["partials"] = (dwp, dap)
         return dwp
 
-    DWA.run((cin_g, cout_g, hw, k, b, f"{_name(x.dtype)} {prec}"), config_dwa, dev, launch_dwa)
+    DWA.run((cin_g, cout_g, hw, k, b, f"{dtype_name(x.dtype)} {prec}"), config_dwa, dev, launch_dwa)
     dwp, dap = state["partials"]
     sum_rows(dwp, dweight)
     sum_rows(dap, dattn)
     dbias.copy_(dy.sum((0, 2, 3), dtype=torch.float32))  # torch's reduction: a fixed tree, no atomics
     return dx, dweight, dattn, dbias
-
-
-def _name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
 
 
 def why_not(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attn: torch.Tensor,

@@ -26,10 +26,12 @@ cd "$(dirname "$0")/.."
 dry=0
 if [ "${1:-}" = --dry-run ]; then dry=1; shift; fi
 if [ $# -gt 0 ]; then echo "usage: bash scripts/gpu_session.sh [--dry-run]" >&2; exit 2; fi
+if [ $dry = 1 ]; then budget=${SESSION_SECONDS:-170}; else budget=${SESSION_SECONDS:-570}; fi
+[[ $budget =~ ^[1-9][0-9]*$ ]] || { echo "gpu_session: SESSION_SECONDS must be a whole number of seconds, got '$budget'" >&2; exit 2; }
+[[ ${TEST_WORKERS:-8} =~ ^[1-9][0-9]*$ ]] || { echo "gpu_session: TEST_WORKERS must be a whole number ≥ 1, got '$TEST_WORKERS'" >&2; exit 2; }
 out=${OUT:-gpu_out}
 mkdir -p "$out" || { echo "gpu_session: cannot create the output folder $out" >&2; exit 2; }
 py=${PYTHON:-python}
-if [ $dry = 1 ]; then budget=${SESSION_SECONDS:-170}; else budget=${SESSION_SECONDS:-570}; fi
 start=$(date +%s)
 deadline=$((start + budget))
 summary=$out/summary.txt
@@ -88,12 +90,10 @@ cat "$summary"
 # Per stage: the most it may take (cap) and the time it leaves to the stages after it (reserve), in seconds of
 # the nominal budget (170 s dry, 570 s on a GPU); a SESSION_SECONDS of another length scales them all.
 if [ $dry = 1 ]; then
-  device=cpu
   export TRITON_INTERPRET=1 INTERIR_CUDA_EMULATE=1
   nominal=170
   build_cap=20 build_reserve=130 check_cap=60 check_reserve=90 tests_cap=60 tests_reserve=30 bench_cap=60
 else
-  device=cuda
   nominal=570
   build_cap=240 build_reserve=300 check_cap=200 check_reserve=220 tests_cap=200 tests_reserve=90 bench_cap=400
 fi

@@ -11,9 +11,9 @@ import torch
 from interir import ops
 from interir.ops import reference as ref
 from interir.ops.verify import assert_within_reference_error
-from tests.conftest import skip_triton_half_on_cpu, triton_kernels
+from tests.conftest import KERNEL_DEVICE, skip_triton_half_on_cpu, triton_kernels
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE = KERNEL_DEVICE
 F64 = torch.float64
 # The floor of the tolerance rule, relative to the largest Σ|terms| of an output element: the reference run on
 # absolute values (|x|, |P1|, |P2|, |dY|, −|η|, …), the scale of any summation error (about 1.7 ulp of it

@@ -63,6 +63,15 @@ def test_the_script_refuses_unknown_arguments(tmp_path):
     assert proc.returncode == 2 and "usage" in proc.stderr
 
 
+@pytest.mark.parametrize("name, value", [("SESSION_SECONDS", "abc"), ("SESSION_SECONDS", "0"), ("TEST_WORKERS", "0")])
+def test_bad_settings_are_one_line_before_any_work(tmp_path, name, value):
+    env = {**os.environ, "OUT": str(tmp_path / "out"), name: value}
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and name in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_per_test_limit_fails_a_slow_test_and_runs_the_next(tmp_path):
     (tmp_path / "test_slow.py").write_text(textwrap.dedent("""
         import time

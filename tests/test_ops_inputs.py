@@ -30,7 +30,7 @@ def test_the_triton_backend_says_it_can_serve_an_empty_batch():
         pytest.skip(f"backend 'triton' unavailable: {reason}")
     from interir.kernels import explainable_attention, modulated_conv
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: the tests run Triton's interpreter
+    device = KERNEL_DEVICE  # CPU: the tests run Triton's interpreter
     x = torch.rand(0, 4, 7, 9, device=device)
     assert explainable_attention.why_not(x, torch.zeros((), device=device), 3, 0.5) is None
     w, a = torch.rand(5, 4, 3, 3, device=device), torch.rand(0, 4, 3, 3, device=device)

@@ -50,3 +50,14 @@ def test_wallpapers_join_the_training_photos_scaled_down(tmp_path, script, monke
     assert "wallpaper_Wide.png" in train and len(train) == len(script.TRAIN_SKIMAGE + script.TRAIN_OPENCV) + 1
     assert Image.open(tmp_path / "out" / "train" / "wallpaper_Wide.png").size == (1280, 427)
     assert not any(p.name.startswith("wallpaper_") for p in (tmp_path / "out" / "heldout").iterdir())
+
+
+def test_an_earlier_set_is_replaced_only_when_asked(tmp_path, script, capsys):
+    if any(not (script.OPENCV / n).is_file() for n in script.TRAIN_OPENCV + script.HELDOUT_OPENCV):
+        pytest.skip("opencv-doc samples not installed (apt-get install opencv-doc)")
+    mine = tmp_path / "out" / "train" / "rocket.png"
+    _image(mine, 8, 8, 7)
+    assert script.main([str(tmp_path / "out")]) == 1
+    assert "--overwrite" in capsys.readouterr().err and Image.open(mine).size == (8, 8)
+    assert script.main([str(tmp_path / "out"), "--overwrite"]) == 0
+    assert Image.open(mine).size != (8, 8)

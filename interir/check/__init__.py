@@ -73,7 +73,7 @@ def _run_runtime(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     if args.emulate and device.type != "cpu":
         raise InterIRError("--emulate runs on the CPU; drop --device or use --device cpu")
-    loaded = {n: r for n, r in runtime.fused_backends(device).items()}
+    loaded = runtime.fused_backends(device)
     print(f"interir check on {device} ({'emulated: Triton interpreter + CUDA host emulation' if args.emulate else 'native'})")
     for name, reason in loaded.items():
         print(f"  {name:<10} {'loaded' if reason is None else 'unavailable: ' + reason}")
@@ -104,9 +104,8 @@ def _run_runtime(args: argparse.Namespace) -> int:
             runtime.run_checks(device, quick=args.quick, emulate=args.emulate, dtypes=dtypes, progress=progress)
     except KeyboardInterrupt:
         interrupted = True
-    rows = finished
-    print(runtime.format_table(rows))
-    totals = runtime.summary(rows)
+    print(runtime.format_table(finished))
+    totals = runtime.summary(finished)
     print(f"{totals['rows']} checks: {totals.get('ok', 0)} ok, {totals.get('refused', 0)} refused, "
           f"{totals['failed']} failed" + (" (interrupted: the rows above are those that finished)" if interrupted
                                           else ""))

@@ -23,6 +23,11 @@ FLOOR = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2, torch.f
 ROUNDOFF2 = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
 
 
+def _activation_dtype(args: Sequence[Any]) -> torch.dtype | None:
+    """The dtype of the call's first floating tensor argument: the precision the op computes in."""
+    return next((a.dtype for a in args if isinstance(a, Tensor) and a.is_floating_point()), None)
+
+
 def within_reference_error(got: Tensor, same_dtype: Tensor, exact: Tensor, floor: float) -> tuple[bool, float, float]:
     """The tolerance rule: (|got − exact|∞ ≤ 2·|same_dtype − exact|∞ + floor, that error, that bound).
 
@@ -87,7 +92,7 @@ def run_op(op: str, backend: str, args: Sequence[Any], *, seed: int = 0,
     # The output weights (the gradient the backward receives) are rounded to the arguments' own activation
     # dtype in every run, the float64 one included: the exact reference must differentiate the same weighting
     # the backend got, or the weights' rounding would count as the backend's error.
-    weight_dtype = next((a.dtype for a in args if isinstance(a, Tensor) and a.is_floating_point()), torch.float64)
+    weight_dtype = _activation_dtype(args) or torch.float64
     fn = backends.op_callable(backend, op) if front is None else (lambda *a: front(*a, backend=backend))
     with torch.enable_grad():
         result = fn(*leaves)
@@ -117,7 +122,7 @@ def _scalar_floors(op: str, args: Sequence[Any], got: list[Tensor], front: Calla
     backend as accurate as the reference still lands beyond 2× the reference's own error about 30% of the
     time (the ratio of two half-normals); the floor is the walk's scale: 2u·Σ|terms|/√terms, with
     Σ|terms| from the float64 reference run on the arguments' absolute values."""
-    dtype = next((a.dtype for a in args if isinstance(a, Tensor) and a.is_floating_point()), torch.float32)
+    dtype = _activation_dtype(args)
     terms = max((a.numel() for a in args if isinstance(a, Tensor)), default=1)
     scalars = [i for i, g in enumerate(got) if g.numel() == 1]
     if dtype not in ROUNDOFF2 or not scalars or terms <= 1:
