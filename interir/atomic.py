@@ -89,6 +89,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def swap_in(staging: str | os.PathLike, out: str | os.PathLike, parts) -> None:
+    """Move the entries `parts` of a finished `staging` folder into `out`, replacing earlier entries of those
+    names (and only those). The earlier ones are moved aside first and put back if a rename fails, so `out`
+    holds either the old set or the new one."""
+    staging, out = Path(staging), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trash = out / temp_name("previous-set", suffix="")
+    trash.mkdir()
+    try:
+        for part in parts:
+            if (out / part).exists():
+                os.rename(out / part, trash / part)
+        for part in parts:
+            if (staging / part).exists():
+                os.rename(staging / part, out / part)
+    except OSError:
+        for part in parts:  # put the earlier entries back where the swap stopped
+            if (trash / part).exists() and not (out / part).exists():
+                os.rename(trash / part, out / part)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
+    fsync_dir(out)
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

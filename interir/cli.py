@@ -16,9 +16,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("interir.demo", "degrade a photo, restore it with the shipped model, show the gain and a picture"),
     "info": ("interir.profile", "parameters, MACs (two ways) and CPU latency of a preset"),
     "synth": ("interir.data.synth", "build a multi-degradation test set from a folder of clean images"),
+    "prepare": ("interir.prepare", "put a downloaded benchmark (deraining, SOTS, denoising) into the paired layout"),
     "train": ("interir.train", "train a model from a YAML experiment (single process or torchrun)"),
-    "eval": ("interir.evaluate", "Table-1 style PSNR/SSIM of a checkpoint per degradation combination"),
+    "eval": ("interir.evaluate", "Table-1 style PSNR/SSIM of one or more checkpoints per degradation combination"),
     "restore": ("interir.infer", "restore image files or folders (tiled for large images)"),
+    "export": ("interir.export", "write a trained network as ONNX (.onnx) or a torch.export program (.pt2)"),
     "explain": ("interir.explain", "interpretability views: stages, explainable-conv maps, step sizes, t-SNE"),
     "check": ("interir.check", "prove every ops backend of this device against the float64 reference (--static: "
                                "compile report for GPU targets, no GPU needed)"),

@@ -40,13 +40,17 @@ DEFAULTS: dict[str, Any] = {
             "repeat": 1,  # mdir: passes over the image list per epoch
             "size_mismatch": "error",  # paired: error | crop
             "cache": True,  # mdir: keep decoded images in memory
+            # progressive training (docs/training.md): [[iters, patch, batch], ...] replacing patch_size and
+            # batch_size_per_gpu; the iters sum to train.total_iter
+            "stages": None,
         },
         "val": None,  # {type: synthetic|paired, root: ..., max_images: N, y_channel: false}
     },
     "train": {
         "total_iter": 300_000,
         "optim": {"type": "Adam", "lr": 5e-4, "betas": [0.9, 0.999], "weight_decay": 0.0},
-        "scheduler": {"type": "cosine", "eta_min": 1e-6},  # cosine | constant
+        # cosine | constant | multistep (milestones, gamma), after warmup_iter linear warmup steps (docs/training.md)
+        "scheduler": {"type": "cosine", "eta_min": 1e-6, "warmup_iter": 0, "milestones": None, "gamma": 0.5},
         # auto: l1_fft for InterIR, dgunet for DGUNet | l1_fft: l1·L1 + fft·FFT-L1 (docs/model.md) | dgunet: multi-stage
         "loss": {"type": "auto", "l1": 1.0, "fft": 0.1},
         "grad_clip": 1.0,  # max gradient norm; 0 disables
@@ -169,6 +173,8 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
     d["repeat"] = expect_int("datasets.train.repeat", d["repeat"], minimum=1)
     expect_choice("datasets.train.size_mismatch", d["size_mismatch"], ("error", "crop"))
     expect_bool("datasets.train.cache", d["cache"])
+    if d.get("stages") is not None:
+        d["stages"] = _stages(d["stages"])
     val = expect_mapping("datasets.val", cfg["datasets"].get("val"), allow_none=True)
     if val is not None:
         unknown = sorted(set(val) - {"type", "root", "max_images", "y_channel"})
@@ -190,8 +196,10 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
     o["betas"] = [expect_float("train.optim.betas", b, minimum=0, maximum=1, open_max=True) for b in betas]
     o["weight_decay"] = expect_float("train.optim.weight_decay", o.get("weight_decay", 0.0), minimum=0)
     sch = expect_mapping("train.scheduler", t["scheduler"])
-    expect_choice("train.scheduler.type", sch["type"], ("cosine", "constant"))
-    sch["eta_min"] = expect_float("train.scheduler.eta_min", sch.get("eta_min", 1e-6), minimum=0)
+    _scheduler(sch, t["total_iter"])
+    if d.get("stages") is not None and sum(s[0] for s in d["stages"]) != t["total_iter"]:
+        raise InterIRError(f"datasets.train.stages sum to {sum(s[0] for s in d['stages'])} iterations but "
+                           f"train.total_iter is {t['total_iter']}: make them equal")
     loss = expect_mapping("train.loss", t["loss"])
     expect_choice("train.loss.type", loss.get("type", "auto"), ("auto", *LOSSES))
     for key in ("l1", "fft"):
@@ -208,3 +216,45 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
     expect_str("path.experiments_root", cfg["path"]["experiments_root"])
     expect_str("path.pretrained", cfg["path"]["pretrained"], allow_none=True)
     return cfg
+
+
+def _stages(raw: Any) -> list[list[int]]:
+    """datasets.train.stages: a non-empty list of [iters, patch, batch], each an integer ≥ 1."""
+    key = "datasets.train.stages"
+    if not isinstance(raw, list) or not raw:
+        raise InterIRError(f"{key} must be a non-empty list of [iters, patch, batch] such as "
+                           f"[[1000, 64, 8], [500, 96, 4]] or null, got {raw!r}")
+    out = []
+    for i, stage in enumerate(raw):
+        if not isinstance(stage, (list, tuple)) or len(stage) != 3:
+            raise InterIRError(f"{key}[{i}] must be [iters, patch, batch], got {stage!r}")
+        out.append([expect_int(f"{key}[{i}] {name}", value, minimum=1)
+                    for name, value in zip(("iters", "patch", "batch"), stage)])
+    return out
+
+
+def _scheduler(sch: dict[str, Any], total_iter: int) -> None:
+    """train.scheduler, normalised in place: type, eta_min, warmup_iter, and multistep's milestones and gamma."""
+    kind = expect_choice("train.scheduler.type", sch["type"], ("cosine", "constant", "multistep"))
+    sch["eta_min"] = expect_float("train.scheduler.eta_min", sch.get("eta_min", 1e-6), minimum=0)
+    warmup = sch["warmup_iter"] = expect_int("train.scheduler.warmup_iter", sch.get("warmup_iter", 0), minimum=0)
+    if warmup >= total_iter:
+        raise InterIRError(f"train.scheduler.warmup_iter must be < train.total_iter ({total_iter}), got {warmup}")
+    sch["gamma"] = expect_float("train.scheduler.gamma", sch.get("gamma", 0.5), minimum=0, maximum=1,
+                                open_min=True)
+    milestones = sch.get("milestones")
+    if kind != "multistep":
+        if milestones is not None:
+            raise InterIRError(f"train.scheduler.milestones is set but train.scheduler.type is {kind}: milestones "
+                               f"apply to type multistep (set the type, or milestones to null)")
+        return
+    if not isinstance(milestones, list) or not milestones:
+        raise InterIRError(f"train.scheduler.milestones must be a non-empty list of steps such as [200000, 250000] "
+                           f"for type multistep, got {milestones!r}")
+    for m in milestones:
+        if not isinstance(m, int) or isinstance(m, bool) or not warmup < m < total_iter:
+            raise InterIRError(f"train.scheduler.milestones must be integer steps after train.scheduler.warmup_iter "
+                               f"({warmup}) and before train.total_iter ({total_iter}), got {m!r}")
+    if any(b <= a for a, b in zip(milestones, milestones[1:])):
+        raise InterIRError(f"train.scheduler.milestones must be strictly increasing, got {milestones!r}")
+    sch["milestones"] = [int(m) for m in milestones]

@@ -7,7 +7,10 @@
 Data order is a pure function of (seed, step): step s of rank r reads stream positions
 s·G + r·B … s·G + r·B + B − 1 (B per-process batch, G = B·world size) of a seeded, epoch-wise permuted stream,
 and every sample's crop/degradation is seeded by its position. So a resumed run sees exactly the batches the
-uninterrupted run would have seen, whatever the number of DataLoader workers.
+uninterrupted run would have seen, whatever the number of DataLoader workers. With progressive stages
+(datasets.train.stages, docs/training.md) the batch B and patch size are those of the step's stage, and a step's
+first position counts every sample of all earlier steps (interir.schedules.step_positions), so resuming mid-stage
+or at a stage boundary is exact too. The learning rate is likewise a function of the step (interir.schedules).
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ import contextlib
 import copy
 from dataclasses import dataclass
 import json
-import math
 import os
 import random
 import time
@@ -38,6 +40,7 @@ from interir.losses import TrainingLoss
 from interir.model import build, model_entry, model_spec
 from interir.progress import progress as show_progress
 from interir.progress import say
+from interir.schedules import Stage, learning_rate, stage_at, stages, step_positions
 
 
 # ------------------------------------------------------------------------------------------- data order
@@ -51,9 +54,12 @@ class PositionStream(Dataset):
     def __len__(self) -> int:  # the stream is unbounded; DataLoader only needs the sampler
         return len(self.base)
 
-    def __getitem__(self, position: int) -> dict:
+    def __getitem__(self, position: int | tuple[int, int | None]) -> dict:
+        """`position`, or (position, patch size) from StepBatchSampler: the base dataset crops that size."""
         from interir.data.degrade import mix_seed
 
+        if isinstance(position, tuple):
+            position, self.base.patch_size = position
         n = len(self.base)
         epoch, offset = divmod(int(position), n)
         if epoch != self._perm_epoch:
@@ -66,21 +72,23 @@ class PositionStream(Dataset):
         return self.base[index]
 
 
-class StepSampler(Sampler):
-    """Yields the stream positions of steps start, start+1, … for one rank (see the module doc)."""
+class StepBatchSampler(Sampler):
+    """Yields, for steps start, start+1, … total−1, one rank's batch: [(stream position, patch size), ...] of
+    the step's stage (see the module doc and interir.schedules)."""
 
-    def __init__(self, start_step: int, batch: int, rank: int = 0, world: int = 1, total_steps: int | None = None):
-        self.start, self.batch, self.rank, self.world, self.total = start_step, batch, rank, world, total_steps
+    def __init__(self, start_step: int, plan: list[Stage], rank: int = 0, world: int = 1,
+                 total_steps: int | None = None):
+        self.start, self.plan, self.rank, self.world, self.total = start_step, plan, rank, world, total_steps
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[list[tuple[int, int | None]]]:
         step = self.start
         while self.total is None or step < self.total:
-            base = step * self.batch * self.world + self.rank * self.batch
-            yield from range(base, base + self.batch)
+            patch = stage_at(self.plan, step).patch
+            yield [(p, patch) for p in step_positions(self.plan, step, self.rank, self.world)]
             step += 1
 
     def __len__(self) -> int:
-        return 0 if self.total is None else max(0, self.total - self.start) * self.batch
+        return 0 if self.total is None else max(0, self.total - self.start)
 
 
 def build_train_set(ds: dict[str, Any]) -> Dataset:
@@ -173,21 +181,6 @@ class TextLog:
 
 
 # ------------------------------------------------------------------------------------------- schedule
-def learning_rate(step: int, cfg: dict[str, Any]) -> float:
-    """The learning rate of step `step` (0-based) as a pure function of the step and the config, so that
-    a resumed run, or one whose train.total_iter was raised, follows the schedule the config describes.
-
-    cosine: eta_min + (lr − eta_min)·(1 + cos(π·step/total))/2 (SGDR without restarts); constant: lr.
-    """
-    t = cfg["train"]
-    base, sched = float(t["optim"]["lr"]), t["scheduler"]
-    if sched["type"] == "constant":
-        return base
-    total = max(int(t["total_iter"]), 1)
-    eta_min = float(sched.get("eta_min", 1e-6))
-    return eta_min + (base - eta_min) * (1 + math.cos(math.pi * min(step, total) / total)) / 2
-
-
 def _saved_total(state: dict[str, Any]) -> int | None:
     """train.total_iter a checkpoint was made for (this version's record, or an older CosineAnnealingLR's T_max)."""
     sched = state.get("scheduler")
@@ -344,11 +337,13 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
     if tcfg["compile"]:
         net = torch.compile(net)
 
-    batch = int(dcfg["batch_size_per_gpu"])
+    plan = stages(cfg)
+    staged = bool(dcfg.get("stages"))
+    batch = stage_at(plan, start).batch
     stream = PositionStream(build_train_set(dcfg), cfg["seed"])
-    sampler = StepSampler(start, batch, run.rank, world, total)
+    sampler = StepBatchSampler(start, plan, run.rank, world, total)
     workers = int(dcfg["num_workers"])
-    loader = DataLoader(stream, batch_size=batch, sampler=sampler, num_workers=workers, collate_fn=_collate,
+    loader = DataLoader(stream, batch_sampler=sampler, num_workers=workers, collate_fn=_collate,
                         pin_memory=device.type == "cuda", persistent_workers=False,
                         prefetch_factor=2 if workers else None)
 
@@ -371,6 +366,8 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
         with ops.use_backend(cfg["backend"]):
             net.train()
             for data in loader:
+                if run.main and staged and (step == start or step == stage_at(plan, step).start):
+                    log.line(_stage_line(plan, step, world))
                 x = data["input"].to(device, non_blocking=True)
                 y = data["target"].to(device, non_blocking=True)
                 if step == start and tcfg["compile"]:
@@ -428,18 +425,75 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
     return losses
 
 
+def _stage_line(plan: list[Stage], step: int, world: int) -> str:
+    """The train.log line of a stage's start (or of a run resumed inside it)."""
+    stage = stage_at(plan, step)
+    where = "starts" if step == stage.start else "resumes"
+    return (f"stage {stage.index + 1}/{len(plan)} {where} at step {step}: patch {stage.patch}, batch "
+            f"{stage.batch}×{world} (to step {stage.end})")
+
+
 @torch.no_grad()
 def _validate(model: nn.Module, vcfg: dict[str, Any], device: torch.device, log: TextLog, step: int) -> None:
     from interir.evaluate import evaluate_sets, load_eval_sets
 
     sets = load_eval_sets(vcfg["root"])
     was_training = model.training
-    rows = evaluate_sets(model, sets, device, y_channel=bool(vcfg.get("y_channel", False)),
-                         max_images=vcfg.get("max_images"), progress=False)
-    model.train(was_training)
+    try:
+        rows = evaluate_sets(model, sets, device, y_channel=bool(vcfg.get("y_channel", False)),
+                             max_images=vcfg.get("max_images"), progress=False)
+        if log.tb is not None:  # a few crops to look at (docs/training.md, validation images)
+            write_val_images(log.tb, step, val_samples(model, sets, device, max_images=vcfg.get("max_images")))
+    finally:
+        model.train(was_training)
     avg = rows[-1]
     log.line(f"val step {step}: PSNR {avg['psnr']:.2f} dB SSIM {avg['ssim']:.4f} (input {avg['psnr_input']:.2f} dB)")
     log.scalars(step, {"val/psnr": avg["psnr"], "val/ssim": avg["ssim"]})
+
+
+VAL_IMAGES, VAL_CROP = 3, 256  # validation images shown in TensorBoard, and their largest centre crop
+
+
+def _center_crop(t: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = t.shape[-2:]
+    top, left = (h - min(h, size)) // 2, (w - min(w, size)) // 2
+    return t[..., top:top + min(h, size), left:left + min(w, size)]
+
+
+@torch.no_grad()
+def val_samples(model: nn.Module, sets: dict[str, Dataset], device: torch.device, count: int = VAL_IMAGES,
+                size: int = VAL_CROP, max_images: int | None = None) -> list[tuple[str, torch.Tensor, torch.Tensor,
+                                                                                     torch.Tensor]]:
+    """[(name, input, restored, target)] for the first `count` validation images, taken in turn from each set
+    (image 0 of every set, then image 1, …; at most `max_images` per set): centre crops of at most size² pixels,
+    the crop of the input restored by `model` (in eval mode)."""
+    model.eval()
+    out = []
+    longest = max((len(ds) for ds in sets.values()), default=0)
+    for i in range(min(longest, max_images or longest)):
+        for name, ds in sets.items():
+            if len(out) == count:
+                return out
+            if i >= len(ds):
+                continue
+            item = ds[i]
+            x = _center_crop(item["input"], size)
+            restored = model(x[None].to(device)).float().cpu()[0].clamp(0, 1)
+            out.append((f"{name}/{i}", x, restored, _center_crop(item["target"], size)))
+    return out
+
+
+def write_val_images(writer: Any, step: int, samples: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]],
+                     gap: int = 2) -> None:
+    """One TensorBoard image per sample, tagged val/<name>: input | restored | target side by side (C×H×W in
+    [0, 1], white columns of `gap` pixels between them). `writer` is a SummaryWriter or anything with its
+    add_image(tag, image, step, dataformats=...)."""
+    for name, *panels in samples:
+        h = min(p.shape[-2] for p in panels)
+        panels = [p.float().clamp(0, 1)[..., :h, :] for p in panels]
+        white = torch.ones(panels[0].shape[0], h, gap)
+        row = torch.cat([panels[0], white, panels[1], white, panels[2]], dim=-1)
+        writer.add_image(f"val/{name}", row, step, dataformats="CHW")
 
 
 # ------------------------------------------------------------------------------------------- CLI

@@ -137,7 +137,9 @@ def test_ddp_two_processes_keep_parameters_identical(tmp_path):
         (["train", "missing.yml"], "config file not found"),
         (["train", "{cfg}", "--set", "train.totl_iter=3"], "unknown config key 'train.totl_iter'"),
         (["train", "{cfg}", "--set", "datasets.train.root=/nonexistent"], "does not exist"),
-        (["train", "{cfg}", "--set", "train.scheduler.type=step"], "cosine or constant"),
+        (["train", "{cfg}", "--set", "train.scheduler.type=step"], "cosine, constant or multistep"),
+        (["train", "{cfg}", "--set", "train.scheduler.warmup_iter=-1"], "train.scheduler.warmup_iter must be"),
+        (["train", "{cfg}", "--set", "datasets.train.stages=[[5, 32, 1]]"], "sum to 5 iterations but train.total_iter"),
         (["train", "{cfg}", "--set", "model.preset=huge"], "unknown InterIR preset"),
         # values of the wrong type or range, each named before any work (issue: "nothing lost, no traceback")
         (["train", "{cfg}", "--set", "train=5"], "'train' is a section"),
@@ -349,3 +351,102 @@ def test_a_checkpoint_written_by_the_previous_version_resumes_exactly(tmp_path):
 def test_every_shipped_config_loads(name):
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
     assert cfg["train"]["total_iter"] >= 1
+
+
+# ------------------------------------------------------------------------------ schedules (docs/training.md)
+def test_warmup_and_multistep_resume_exactly_and_follow_their_curve(tmp_path):
+    over = {"train.scheduler.type": "multistep", "train.scheduler.milestones": "[6, 8]",
+            "train.scheduler.gamma": 0.5, "train.scheduler.warmup_iter": 3}
+    full = train(_cfg(tmp_path / "a", **over), progress=False)
+    first = train(_cfg(tmp_path / "b", **over), progress=False, stop_at=2)  # stopped inside the warmup
+    second = train(_cfg(tmp_path / "b", **over), resume=True, progress=False)
+    assert first["losses"] + second["losses"] == full["losses"]  # bit for bit
+    lrs = _log_lrs(Path(full["folder"]))  # the lr of step n (1-based in the log) is that of 0-based step n − 1
+    expected = [5e-4 / 3, 2 * 5e-4 / 3, 5e-4, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 1.25e-4, 1.25e-4]
+    assert [lrs[s] for s in range(1, 11)] == pytest.approx(expected, rel=1e-3)
+    assert _log_lrs(Path(second["folder"])) == lrs  # the resumed run logged the same rates
+
+
+def test_warmup_then_cosine_trains_along_its_curve(tmp_path):
+    from interir.train import learning_rate
+
+    cfg = _cfg(tmp_path, **{"train.scheduler.warmup_iter": 4, "train.total_iter": 8})
+    lrs = _log_lrs(Path(train(cfg, progress=False)["folder"]))
+    assert [lrs[s] for s in range(1, 9)] == pytest.approx([learning_rate(s, cfg) for s in range(8)], rel=1e-3)
+    assert lrs[1] == pytest.approx(5e-4 / 4, rel=1e-3) and lrs[4] == lrs[5] == pytest.approx(5e-4, rel=1e-3)
+
+
+_STAGES = "[[4, 24, 2], [3, 32, 3], [3, 40, 1]]"  # Restormer-style: growing patches, shrinking batches
+
+
+def _record_batches(monkeypatch) -> list:
+    import interir.train as tr
+
+    shapes = []
+    real = tr._collate
+
+    def collate(items):
+        batch = real(items)
+        shapes.append(tuple(batch["input"].shape))
+        return batch
+
+    monkeypatch.setattr(tr, "_collate", collate)
+    return shapes
+
+
+@pytest.mark.parametrize("stop", [5, 4])  # inside stage 2, at the stage 1 → 2 boundary
+def test_progressive_stages_resume_exactly(tmp_path, monkeypatch, stop):
+    over = {"datasets.train.stages": _STAGES}
+    full = train(_cfg(tmp_path / "a", **over, **{"datasets.train.num_workers": 1}), progress=False)  # a worker
+    shapes = _record_batches(monkeypatch)
+    first = train(_cfg(tmp_path / "b", **over), progress=False, stop_at=stop)
+    second = train(_cfg(tmp_path / "b", **over), resume=True, progress=False)
+    assert first["steps"] == stop and second["steps"] == 10
+    assert first["losses"] + second["losses"] == full["losses"]  # bit for bit
+    for a, b in zip(full["model"].state_dict().values(), second["model"].state_dict().values()):
+        assert torch.equal(a, b)
+    # each stage's batch and patch, on both sides of the stop
+    assert shapes == [(2, 3, 24, 24)] * 4 + [(3, 3, 32, 32)] * 3 + [(1, 3, 40, 40)] * 3
+    log = (Path(second["folder"]) / "train.log").read_text()
+    assert "stage 1/3 starts at step 0: patch 24, batch 2×1 (to step 4)" in log
+    assert "stage 3/3 starts at step 7: patch 40, batch 1×1 (to step 10)" in log
+    assert ("stage 2/3 resumes at step 5" if stop == 5 else "stage 2/3 starts at step 4") in log
+
+
+def test_stages_read_the_same_samples_as_one_fixed_stage_when_they_match_it(tmp_path):
+    """Two stages of the default patch and batch are the default run: a stage boundary moves no position."""
+    fixed = train(_cfg(tmp_path / "a", **{"train.total_iter": 6}), progress=False)
+    two = {"train.total_iter": 6, "datasets.train.stages": "[[2, 32, 2], [4, 32, 2]]"}
+    staged = train(_cfg(tmp_path / "b", **two), progress=False)
+    assert staged["losses"] == fixed["losses"]
+
+
+def test_validation_writes_image_crops_to_tensorboard(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    val = tmp_path / "val"
+    for sub in ("input", "target"):
+        _photos(val / sub, n=2, size=40)
+    calls = []
+
+    class Writer:
+        def __init__(self, folder):
+            pass
+
+        def add_scalar(self, tag, value, step):
+            calls.append(("scalar", tag, step))
+
+        def add_image(self, tag, image, step, dataformats="CHW"):
+            calls.append(("image", tag, step, tuple(image.shape), dataformats))
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    cfg = _cfg(tmp_path, **{"train.total_iter": 2, "logger.tensorboard": "true", "logger.val_freq": 1})
+    cfg["datasets"]["val"] = {"root": str(val)}
+    train(cfg, progress=False)
+    images = [c for c in calls if c[0] == "image"]
+    assert images == [("image", f"val/val/{i}", s, (3, 40, 40 * 3 + 4), "CHW") for s in (1, 2) for i in (0, 1)]
+    assert ("scalar", "val/psnr", 1) in calls

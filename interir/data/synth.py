@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from interir.atomic import check_writable_folder, fsync_dir, remove_stale_temporaries, temp_name
+from interir.atomic import check_writable_folder, remove_stale_temporaries, swap_in, temp_name
 from interir.data.degrade import COMBINATIONS, LEVEL_MAX, degrade, degrade_combo, mix_seed, parse_combo
 from interir.data.datasets import MANIFEST
 from interir.data.imageio import list_images, quantize, read_image, write_image
@@ -110,27 +110,6 @@ def _check_out(source: Path, out: Path, force: bool) -> None:
                                f"copy the clean images elsewhere first (nothing was written)")
 
 
-def _commit(staging: Path, out: Path) -> None:
-    """Move the finished set from `staging` into `out`, replacing a previous set's parts (and only those)."""
-    out.mkdir(parents=True, exist_ok=True)
-    trash = out / temp_name("previous-set", suffix="")
-    trash.mkdir()
-    try:
-        for part in _PARTS:
-            if (out / part).exists():
-                os.rename(out / part, trash / part)
-        for part in _PARTS:
-            if (staging / part).exists():
-                os.rename(staging / part, out / part)
-    except OSError:
-        for part in _PARTS:  # put the previous set back where the swap stopped
-            if (trash / part).exists() and not (out / part).exists():
-                os.rename(trash / part, out / part)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
-    fsync_dir(out)
-
-
 def build_testset(source: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0,
                   combos: Sequence[str] = COMBINATIONS, force: bool = False, progress: bool = True) -> Path:
     """Write the test set (layout in the module docstring) and return the manifest's path.
@@ -190,7 +169,7 @@ def build_testset(source: str | os.PathLike, out: str | os.PathLike, *, seed: in
         if unreadable:
             raise InterIRError(f"{len(unreadable)} of {len(files)} source images cannot be read (listed above); "
                                f"nothing was written to {out}: fix or remove them and run again")
-        _commit(staging, out)
+        swap_in(staging, out, _PARTS)
     finally:
         bar.close()
         shutil.rmtree(staging, ignore_errors=True)

@@ -36,6 +36,7 @@ _TABLES = {
 # backend -> device types `auto` measures it on (the built-in fused backends: CUDA devices only; on a CPU the
 # Triton interpreter and the CUDA host emulation are test devices, never faster than the reference)
 _AUTO_DEVICES: dict[str, tuple[str, ...]] = {"triton": ("cuda",), "cuda": ("cuda",)}
+_inline: dict[str, Callable] | None = None  # set by inline(): ops run as these plain functions
 _auto_chooser = None  # set by interir/ops/auto.py: an object with .choose(op, device, args) -> backend name
 
 
@@ -231,6 +232,19 @@ def use_backend(name: str) -> Iterator[str]:
         _override = previous
 
 
+@contextlib.contextmanager
+def inline(table: Mapping[str, Callable]) -> Iterator[None]:
+    """Run the enclosed ops as the plain functions of `table` ({op name: f(*forward args)}) instead of through
+    their torch.library ops: what a graph exporter must see (docs/export.md), since ONNX and a deployed
+    ExportedProgram know nothing of this package's custom ops. An op the table lacks dispatches as usual."""
+    global _inline
+    previous, _inline = _inline, dict(table)
+    try:
+        yield
+    finally:
+        _inline = previous
+
+
 def why_not(backend: str, op_name: str, *args) -> str | None:
     """None if `backend` can run `op_name` on these arguments, else a one-line reason."""
     reason = load(backend)
@@ -253,6 +267,8 @@ def op_callable(backend: str, op_name: str) -> Callable:
 
 def dispatch(op_name: str, device: torch.device, backend: str | None, *args):
     """Call `op_name` on the chosen backend with `args`; `device` is where the inputs live."""
+    if _inline is not None and op_name in _inline:
+        return _inline[op_name](*args)
     name = validate_name(backend) if backend is not None else current_backend()
     if name != "auto":
         reason = why_not(name, op_name, *args)
