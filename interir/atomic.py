@@ -113,6 +113,25 @@ def swap_in(staging: str | os.PathLike, out: str | os.PathLike, parts) -> None:
     fsync_dir(out)
 
 
+@contextlib.contextmanager
+def staged_set(out: str | os.PathLike, parts) -> Iterator[Path]:
+    """Build a folder set in a staging folder beside `out` and swap its `parts` into `out` (swap_in) when the
+    block finishes without an error; the staging folder is removed either way, so an error or an
+    interruption leaves `out` as it was. Stale staging folders of dead runs beside `out` are removed first."""
+    out = Path(out)
+    parent = out.resolve().parent
+    check_writable_folder(parent, "staging folder of the set")
+    remove_stale_temporaries(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / temp_name(out.name, suffix="")
+    staging.mkdir()
+    try:
+        yield staging
+        swap_in(staging, out, parts)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

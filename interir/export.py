@@ -21,6 +21,7 @@ batch and image size, each tested equal to the eager network to float round-off:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import time
 from pathlib import Path
@@ -109,11 +110,17 @@ class Deployable(nn.Module):
         return y.index_select(2, torch.arange(h, device=y.device)).index_select(3, torch.arange(w, device=y.device))
 
 
-def _prepared(net: nn.Module) -> Deployable:
-    net = net.float().eval()
-    if hasattr(net, "validate_inputs"):
+@contextlib.contextmanager
+def _prepared(net: nn.Module):
+    """`net` wrapped for tracing, its input checks (which read tensor values) off for the block only."""
+    checks = getattr(net, "validate_inputs", None)
+    if checks is not None:
         net.validate_inputs = False
-    return Deployable(net).eval()
+    try:
+        yield Deployable(net.float().eval()).eval()
+    finally:
+        if checks is not None:
+            net.validate_inputs = checks
 
 
 def _example_and_dims(multiple: int):
@@ -125,9 +132,8 @@ def _example_and_dims(multiple: int):
 
 def export_program(net: nn.Module) -> torch.export.ExportedProgram:
     """The network as an ExportedProgram with dynamic batch, height and width (float32, eval mode)."""
-    model = _prepared(net)
-    example, dims = _example_and_dims(model.multiple)
-    with torch.no_grad(), backends.inline(EXPORT_TABLE):
+    with _prepared(net) as model, torch.no_grad(), backends.inline(EXPORT_TABLE):
+        example, dims = _example_and_dims(model.multiple)
         return torch.export.export(model, (example,), dynamic_shapes=dims, strict=False)
 
 

@@ -29,8 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from interir.atomic import (atomic_write_text, check_writable_folder, fsync_dir, remove_stale_temporaries, swap_in,
-                            temp_name)
+from interir.atomic import atomic_write_text, fsync_dir, staged_set
 from interir.data.datasets import _INPUT_PREFIX, _TARGET_PREFIX, INPUT_DIRS, TARGET_DIRS, _index_targets
 from interir.data.datasets import target_candidates
 from interir.data.degrade import GENERATOR_VERSION, degrade, mix_seed
@@ -577,25 +576,18 @@ def write_plan(plan: Plan, out: Path, *, link: bool = False, force: bool = False
     """Write the plan's files into `out` through a staging folder beside it; returns how many files were
     linked, copied and written. An error or an interruption leaves `out` as it was."""
     _check_out(plan, out, force)
-    parent = out.resolve().parent
-    check_writable_folder(parent, "staging folder of the set")
-    remove_stale_temporaries(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = parent / temp_name(out.name, suffix="")
-    staging.mkdir()
     bar = show_progress(total=len(plan.items), desc="prepare", unit="file", enabled=progress)
     stats: Counter = Counter()
     try:
-        for item in plan.items:
-            stats[_place(item, staging, link)] += 1
-            bar.update(1)
-        atomic_write_text(staging / RECORD, json.dumps({**plan.record, "files": dict(stats)}, indent=2) + "\n")
-        for folder in sorted({(staging / i.rel).parent for i in plan.items}):
-            fsync_dir(folder)
-        swap_in(staging, out, [*plan.parts, RECORD])
+        with staged_set(out, [*plan.parts, RECORD]) as staging:
+            for item in plan.items:
+                stats[_place(item, staging, link)] += 1
+                bar.update(1)
+            atomic_write_text(staging / RECORD, json.dumps({**plan.record, "files": dict(stats)}, indent=2) + "\n")
+            for folder in sorted({(staging / i.rel).parent for i in plan.items}):
+                fsync_dir(folder)
     finally:
         bar.close()
-        shutil.rmtree(staging, ignore_errors=True)
     return stats
 
 

@@ -58,9 +58,8 @@ def test_deployable_equals_the_network_at_odd_sizes(name):
     torch.manual_seed(0)
     net = build({"name": name, "preset": "tiny" if name == "interir" else "dgunet-tiny"}).eval()
     x = torch.rand(2, 3, 21, 34)
-    with torch.no_grad(), backends.inline(ex.EXPORT_TABLE):
-        got = ex._prepared(net)(x)
-    net.validate_inputs = True
+    with ex._prepared(net) as deployable, torch.no_grad(), backends.inline(ex.EXPORT_TABLE):
+        got = deployable(x)
     with torch.no_grad(), backends.use_backend("reference"):
         want = net(x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

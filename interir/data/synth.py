@@ -20,14 +20,13 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from interir.atomic import check_writable_folder, remove_stale_temporaries, swap_in, temp_name
+from interir.atomic import staged_set
 from interir.data.degrade import COMBINATIONS, LEVEL_MAX, degrade, degrade_combo, mix_seed, parse_combo
 from interir.data.datasets import MANIFEST
 from interir.data.imageio import list_images, quantize, read_image, write_image
@@ -129,50 +128,43 @@ def build_testset(source: str | os.PathLike, out: str | os.PathLike, *, seed: in
     if not combos:
         raise InterIRError("no degradation combinations given (--combos); use e.g. H+R+N,N")
     _check_out(source, out, force)
-    parent = out.resolve().parent
-    check_writable_folder(parent, "staging folder of the set")
-    remove_stale_temporaries(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = parent / temp_name(out.name, suffix="")
-    staging.mkdir()
     bar = show_progress(total=len(files) * len(combos), desc="synth", unit="img", enabled=progress)
     unreadable = []
     try:
-        with open(staging / MANIFEST, "w", encoding="utf-8") as manifest:
-            for f in files:
-                # degrade the 8-bit clean image that target/ holds, so target + record regenerate the input
-                try:
-                    clean8 = quantize(read_image(f))
-                except InterIRError as exc:
-                    unreadable.append(f)
-                    say(f"interir synth: {exc}")
-                    bar.update(len(combos))
-                    continue
-                if unreadable:
-                    bar.update(len(combos))
-                    continue  # nothing more is written once the set cannot be complete
-                clean = torch.from_numpy(clean8).permute(2, 0, 1).float() / 255.0
-                target = f"target/{f.stem}.png"
-                write_image(staging / target, clean8)
-                for combo in combos:
-                    degraded, p = degrade_combo(clean, combo, seed=name_seed(seed, f.stem, combo))
-                    arr = quantize(degraded)
-                    rel = f"{combo}/input/{f.stem}.png"
-                    write_image(staging / rel, arr)
-                    rec = {"name": f.stem, "combo": combo, "input": rel, "target": target, "source": f.name,
-                           "height": int(clean.shape[1]), "width": int(clean.shape[2]), "set_seed": seed,
-                           **p, "pixels_sha256": pixels_sha256(arr)}
-                    manifest.write(json.dumps(rec, sort_keys=True) + "\n")
-                    bar.update(1)
-            manifest.flush()
-            os.fsync(manifest.fileno())
-        if unreadable:
-            raise InterIRError(f"{len(unreadable)} of {len(files)} source images cannot be read (listed above); "
-                               f"nothing was written to {out}: fix or remove them and run again")
-        swap_in(staging, out, _PARTS)
+        with staged_set(out, _PARTS) as staging:
+            with open(staging / MANIFEST, "w", encoding="utf-8") as manifest:
+                for f in files:
+                    # degrade the 8-bit clean image that target/ holds, so target + record regenerate the input
+                    try:
+                        clean8 = quantize(read_image(f))
+                    except InterIRError as exc:
+                        unreadable.append(f)
+                        say(f"interir synth: {exc}")
+                        bar.update(len(combos))
+                        continue
+                    if unreadable:
+                        bar.update(len(combos))
+                        continue  # nothing more is written once the set cannot be complete
+                    clean = torch.from_numpy(clean8).permute(2, 0, 1).float() / 255.0
+                    target = f"target/{f.stem}.png"
+                    write_image(staging / target, clean8)
+                    for combo in combos:
+                        degraded, p = degrade_combo(clean, combo, seed=name_seed(seed, f.stem, combo))
+                        arr = quantize(degraded)
+                        rel = f"{combo}/input/{f.stem}.png"
+                        write_image(staging / rel, arr)
+                        rec = {"name": f.stem, "combo": combo, "input": rel, "target": target, "source": f.name,
+                               "height": int(clean.shape[1]), "width": int(clean.shape[2]), "set_seed": seed,
+                               **p, "pixels_sha256": pixels_sha256(arr)}
+                        manifest.write(json.dumps(rec, sort_keys=True) + "\n")
+                        bar.update(1)
+                manifest.flush()
+                os.fsync(manifest.fileno())
+            if unreadable:
+                raise InterIRError(f"{len(unreadable)} of {len(files)} source images cannot be read (listed "
+                                   f"above); nothing was written to {out}: fix or remove them and run again")
     finally:
         bar.close()
-        shutil.rmtree(staging, ignore_errors=True)
     return out / MANIFEST
 
 
