@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from interir import ops
+from interir import fast_paths, ops
 from interir.config import DEFAULTS
 from interir.model import build, model_entry, model_names
 from interir.profile import count_macs_all, count_macs_hooks, count_parameters
@@ -31,6 +31,7 @@ from interir.losses import TrainingLoss as Loss
 NETWORKS = {name: model_entry(name).default_preset for name in model_names()}  # every registered model
 SMOKE_PRESETS = {name: model_entry(name).smallest_preset for name in model_names()}
 NO_BACKEND = "-"  # the mode backend of a network that calls none of interir's ops
+PLAIN = "reference-plain"  # the reference backend with interir's fast paths off (the path before them)
 TRAIN_BATCH, TRAIN_SIZE = 32, 256
 INFER_SIZES = (256, 512, 1024)
 MACS_AT = 256  # the side at which parameters' companions, the two MAC counts, are quoted
@@ -52,15 +53,25 @@ class ModelPlan:
     notes: list[str] = field(default_factory=list)
 
 
+def parse_network(spec: str) -> tuple[str, str | None]:
+    """"interir" → ("interir", None: the default preset); "interir:small" → ("interir", "small")."""
+    name, _, preset = spec.partition(":")
+    if name not in NETWORKS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(NETWORKS)}")
+    if preset and preset not in model_entry(name).presets:
+        raise ValueError(f"unknown preset {preset!r} of {name}; choose from {', '.join(model_entry(name).presets)}")
+    return name, preset or None
+
+
 def model_plan(device_type: str, *, smoke: bool = False, full_shapes: bool = False,
                networks: tuple[str, ...] = tuple(NETWORKS)) -> ModelPlan:
-    for name in networks:
-        if name not in NETWORKS:
-            raise ValueError(f"unknown model {name!r}; choose from {', '.join(NETWORKS)}")
+    """`networks`: names, each optionally with a preset ("interir:small"); without one, the default preset
+    (the smallest in smoke runs)."""
+    parsed = [parse_network(n) for n in networks]
     if smoke:
-        return ModelPlan([(n, SMOKE_PRESETS[n]) for n in networks], SMOKE_TRAIN_BATCH, SMOKE_TRAIN_SIZE,
+        return ModelPlan([(n, p or SMOKE_PRESETS[n]) for n, p in parsed], SMOKE_TRAIN_BATCH, SMOKE_TRAIN_SIZE,
                          SMOKE_INFER_SIZES, None, None, ["smoke sizes and presets"])
-    plan = ModelPlan([(n, NETWORKS[n]) for n in networks], TRAIN_BATCH, TRAIN_SIZE, INFER_SIZES, None, None)
+    plan = ModelPlan([(n, p or NETWORKS[n]) for n, p in parsed], TRAIN_BATCH, TRAIN_SIZE, INFER_SIZES, None, None)
     if device_type == "cpu" and not full_shapes:
         plan.train_batch, plan.train_size = CPU_TRAIN_BATCH, CPU_TRAIN_SIZE
         plan.max_forward_macs = CPU_MAX_FORWARD_MACS
@@ -72,9 +83,11 @@ def model_plan(device_type: str, *, smoke: bool = False, full_shapes: bool = Fal
 
 
 def modes(network: str) -> list[tuple[str, bool]]:
-    """(backend, compiled) of every mode of `network`, eager first."""
-    backends = ops.BACKENDS if model_entry(network).uses_ops else (NO_BACKEND,)
-    return [(b, compiled) for b in backends for compiled in (False, True)]
+    """(backend, compiled) of every mode of `network`, eager first. A network that calls interir's ops also
+    runs PLAIN: the reference with the fast paths off (interir/fast_paths.py), the path before them."""
+    if not model_entry(network).uses_ops:
+        return [(NO_BACKEND, False), (NO_BACKEND, True)]
+    return [(b, compiled) for b in (*ops.BACKENDS, PLAIN) for compiled in (False, True)]
 
 
 def mode_name(backend: str, compiled: bool) -> str:
@@ -97,8 +110,16 @@ def static_figures(model: nn.Module, sizes: tuple[int, ...]) -> dict:
             "macs_all_by_size": {str(s): count_macs_all(model, (1, 3, s, s)) for s in sizes}}
 
 
+@contextlib.contextmanager
 def _backend_context(backend: str):
-    return contextlib.nullcontext() if backend == NO_BACKEND else ops.use_backend(backend)
+    if backend == NO_BACKEND:
+        yield
+    elif backend == PLAIN:
+        with ops.use_backend("reference"), fast_paths.disabled():
+            yield
+    else:
+        with ops.use_backend(backend):
+            yield
 
 
 def _autocast(device: torch.device, dtype_name: str):

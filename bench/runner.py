@@ -78,7 +78,8 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     p.add_argument("--ops", default=",".join(op_cases.OPS), metavar="LIST",
                    help=f"comma-separated subset of {','.join(op_cases.OPS)} (default: all)")
     p.add_argument("--models", default=",".join(model_cases.NETWORKS), metavar="LIST",
-                   help=f"comma-separated subset of {','.join(model_cases.NETWORKS)} (default: all)")
+                   help=f"comma-separated subset of {','.join(model_cases.NETWORKS)}, each at its default preset or at "
+                        "NAME:PRESET (interir:small) (default: all)")
     p.add_argument("--dtypes", default="fp32,bf16", metavar="LIST", help="comma-separated fp32,bf16 (default: both)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny shapes and presets, one repetition: every code path in seconds (CI)")
@@ -103,6 +104,18 @@ def _csv(value: str, allowed, what: str) -> list[str]:
     unknown = [v for v in items if v not in allowed]
     if unknown or not items:
         raise BenchError(f"--{what}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(allowed)}")
+    return list(dict.fromkeys(items))
+
+
+def _network_list(value: str) -> list[str]:
+    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    if not items:
+        raise BenchError(f"--models: empty; choose from {', '.join(model_cases.NETWORKS)}")
+    for item in items:
+        try:
+            model_cases.parse_network(item)
+        except ValueError as exc:
+            raise BenchError(f"--models: {exc}") from None
     return list(dict.fromkeys(items))
 
 
@@ -233,7 +246,9 @@ def _compile_reason(args, device: torch.device) -> str | None:
 def _mode_reason(backend: str, compiled: bool, dtype_name: str, plan, backends: dict, compile_reason) -> str | None:
     if dtype_name == "bf16" and plan.fp32_only:
         return plan.fp32_only
-    if backend != model_cases.NO_BACKEND and backends.get(backend):
+    if backend == model_cases.PLAIN and backends.get("reference"):
+        return f"backend reference: {backends['reference']}"
+    if backend not in (model_cases.NO_BACKEND, model_cases.PLAIN) and backends.get(backend):
         return f"backend {backend}: {backends[backend]}"
     if compiled and compile_reason:
         return compile_reason
@@ -403,7 +418,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, restart: boo
     prog = prog or os.environ.get(PROG_ENV) or "python -m bench"
     args = build_parser(prog).parse_args(argv)
     args.ops = _csv(args.ops, op_cases.OPS, "ops")
-    args.models = _csv(args.models, tuple(model_cases.NETWORKS), "models")
+    args.models = _network_list(args.models)
     args.dtypes = _csv(args.dtypes, tuple(op_cases.DTYPES), "dtypes")
     requested = _csv(args.backends, ops.BACKENDS, "backends") if args.backends else None
     if args.repeats is not None and args.repeats < 1:

@@ -98,7 +98,7 @@ def test_smoke_record_has_every_model_case(smoke_run):
         modes = model_cases.modes(net["network"])
         assert len(net["train"]) == len(modes) * 2  # every mode, fp32 and bf16
         for rec in net["train"]:
-            if rec["backend"] in ("reference", model_cases.NO_BACKEND) and not rec["compiled"]:
+            if rec["backend"] in ("reference", model_cases.PLAIN, model_cases.NO_BACKEND) and not rec["compiled"]:
                 for key in ("step_ms", "images_per_s", "peak_bytes", "state_bytes", "first_call_s"):
                     assert _positive(rec[key]), (net["network"], rec, key)
                 assert rec["transient_bytes"] >= 0 and rec["memory_method"]
@@ -108,10 +108,22 @@ def test_smoke_record_has_every_model_case(smoke_run):
         backends = [b for b, compiled in modes if not compiled]
         assert len(net["inference"]) == len(sizes) * 2 * len(backends)
         for rec in net["inference"]:
-            if rec["backend"] in ("reference", model_cases.NO_BACKEND):
+            if rec["backend"] in ("reference", model_cases.PLAIN, model_cases.NO_BACKEND):
                 assert _positive(rec["latency_ms"]) and _positive(rec["macs_all"]), rec
             else:
                 assert _reason(rec), rec
+
+
+def test_models_take_a_preset_and_unknown_ones_are_one_line_errors(capsys):
+    from bench import model_cases
+
+    plan = model_cases.model_plan("cpu", networks=("interir:small", "interir", "dgunet"))
+    assert plan.networks == [("interir", "small"), ("interir", "paper"), ("dgunet", "dgunet")]
+    assert model_cases.model_plan("cpu", smoke=True, networks=("interir:small",)).networks == [("interir", "small")]
+    for bad, word in (("interir:huge", "huge"), ("nafnet", "nafnet")):
+        assert main(["bench", "--models", bad]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("interir bench: error: --models:") and word in err and "\n" not in err
 
 
 def test_interir_bench_help(capsys):

@@ -1,0 +1,38 @@
+"""The switch for the CPU fast paths of docs/performance.md: on by default, off to time or check the old path.
+
+The fast paths compute what the plain path computes, with less work (equal to float round-off;
+tests/test_fast_paths.py):
+- the EPBlock's residual updates x + y·β as one fused `addcmul`;
+- the explainable attention without its straight-through surrogate (a sigmoid and three passes) when nothing
+  needs its gradient, which includes every call of the custom op: its backward is the op's own formula.
+
+    with interir.fast_paths.disabled(): ...      # or INTERIR_FAST_PATHS=0 in the environment
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+ENV_VAR = "INTERIR_FAST_PATHS"
+_enabled = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def enabled() -> bool:
+    """Whether the fast paths are on (default yes; INTERIR_FAST_PATHS=0 or `disabled()` turns them off)."""
+    return _enabled
+
+
+@contextlib.contextmanager
+def disabled(flag: bool = True) -> Iterator[None]:
+    """Within the block the fast paths are off (with flag False: on); the previous state is restored after."""
+    global _enabled
+    before = _enabled
+    _enabled = not flag
+    try:
+        yield
+    finally:
+        _enabled = before
+
+
+__all__ = ["ENV_VAR", "enabled", "disabled"]
