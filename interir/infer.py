@@ -2,7 +2,7 @@
 
     interir restore photo.jpg scans/ -o restored/ [--checkpoint run/] [--tile 1024] [--overlap 32]
                     [--device auto] [--recursive] [--suffix _restored] [--bits auto|8|16]
-                    [--overwrite | --skip-existing] [--in-place]
+                    [--overwrite | --skip-existing] [--in-place] [--compile]
 
 Every input keeps its relative name under OUT (files given directly: their file name; files found in a
 folder: their path relative to that folder), its format (by extension) and, unless --bits says otherwise,
@@ -120,6 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="leave existing outputs as they are and count them as done (resume a run)")
     parser.add_argument("--in-place", action="store_true",
                         help="write each output next to its input, replacing the input unless --suffix is given")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the network first (about a minute; pays off over many or large images, "
+                             "docs/performance.md)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -212,6 +215,12 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, _ = load_model(args.checkpoint, device)
     check_tiling(args.tile, args.overlap, model_multiple(model))
+    if args.compile:
+        from interir.compiled import CompiledNetwork
+
+        model = CompiledNetwork(model)
+        say("interir restore: --compile: the first image compiles the network (about a minute on a CPU; once more "
+            "for the first image of a second size)")
     bits = None if args.bits == "auto" else int(args.bits)
 
     for folder in {job.dst.parent for job in jobs}:

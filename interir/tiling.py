@@ -37,9 +37,11 @@ __all__ = ["restore_tiled", "tile_starts", "blend_profile", "axis_weights", "mod
 
 
 def model_multiple(model) -> int:
-    """The multiple a network of the zoo pads its input to (its `padding_multiple`: InterIR 4, DGUNet 8);
-    1 for any other module."""
-    return model.padding_multiple if isinstance(model, RestorationModel) else 1
+    """The multiple a network of the zoo pads its input to (its `padding_multiple`: InterIR 4, DGUNet 8), or
+    that of a wrapper that declares one (interir.compiled.CompiledNetwork); 1 for any other callable."""
+    if isinstance(model, RestorationModel):
+        return model.padding_multiple
+    return int(getattr(model, "padding_multiple", 1))
 
 
 def tile_starts(length: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:

@@ -345,3 +345,32 @@ def test_a_killed_runs_temporary_files_are_removed_and_a_live_ones_kept(tmp_path
     code, _, err = run_cli(capsys, tmp_path / "a.png", "-o", tmp_path / "out", "-c", ckpt, "-q")
     assert code == 0, err
     assert not dead.exists() and live.exists()
+
+
+def test_compile_restores_what_the_eager_network_restores(tmp_path, ckpt, capsys):
+    """--compile (torch.compile, ops inlined as the reference, frozen weights) writes what the eager run writes:
+    a 16-bit PNG, so that a difference of more than one level of 65535 would show."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "rgb16.png", _photo(37, 45).astype(np.uint16) * 257)
+    code, _, _ = run_cli(capsys, src, "-o", tmp_path / "eager", "-c", ckpt, "-q")
+    assert code == 0
+    code, out, err = run_cli(capsys, src, "-o", tmp_path / "compiled", "-c", ckpt, "-q", "--compile")
+    assert code == 0 and "restored 1 of 1" in out and "--compile" in err
+    eager, _ = load_image(tmp_path / "eager" / "rgb16.png", channels=None)
+    compiled, _ = load_image(tmp_path / "compiled" / "rgb16.png", channels=None)
+    assert (eager - compiled).abs().max().item() <= 1.5 / 65535
+
+
+def test_compiled_network_checks_its_input_before_the_graph(ckpt):
+    from interir.checkpoint import load_model
+    from interir.compiled import CompiledNetwork
+
+    model, _ = load_model(ckpt)
+    net = CompiledNetwork(model)
+    bad = torch.rand(1, 3, 16, 16)
+    bad[0, 1, 2, 3] = float("nan")
+    with pytest.raises(interir.InterIRError, match="NaN"):
+        net(bad)  # raised by the eager check: nothing was compiled
+    assert net.padding_multiple == 4
+    assert net.release() is model and model.validate_inputs
