@@ -19,12 +19,26 @@ import torch
 from torch import Tensor, nn
 
 from interir.ops import backends
+from interir.export import pool_matrix
 from interir.ops import reference as ref
 from interir.tiling import model_multiple
 
-# the ops as plain PyTorch: what inductor may fuse (every function is the reference's own)
+def _pool_by_matrices(mask: Tensor, k: int) -> Tensor:
+    """Adaptive average pooling of B×C×H×W to k×k as R_h·m·R_wᵀ, the matrices built from the sizes as values
+    (interir.export.pool_matrix), so that the compiled graph does not specialise on H and W."""
+    return pool_matrix(mask.shape[-2], k, mask.dtype, mask.device) @ mask @ pool_matrix(
+        mask.shape[-1], k, mask.dtype, mask.device).t()
+
+
+def _attention(x: Tensor, theta: Tensor, kernel_size: int, tau: float) -> Tensor:
+    """The reference attention without grad (interir.ops.reference.attention_without_grad), pooled by matrices."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return ref.attention_without_grad(x.to(acc), theta.to(acc), kernel_size, tau, pool=_pool_by_matrices)
+
+
+# the ops as plain PyTorch: what inductor may fuse (the reference's own functions, the attention pooled by matrices)
 INLINE_TABLE = {
-    "explainable_attention": ref.explainable_attention,
+    "explainable_attention": _attention,
     "modulated_conv": ref.modulated_conv,
     "kron_apply": ref.kron_apply,
     "kron_step": ref.kron_step,

@@ -76,8 +76,8 @@ def test_attention_op_forward_takes_the_path_without_grad(monkeypatch):
     from interir import ops
 
     calls = []
-    original = reference._attention_without_grad
-    monkeypatch.setattr(reference, "_attention_without_grad", lambda *a: calls.append(1) or original(*a))
+    original = reference.attention_without_grad
+    monkeypatch.setattr(reference, "attention_without_grad", lambda *a: calls.append(1) or original(*a))
     x = torch.randn(1, 4, 8, 8, requires_grad=True)
     theta = torch.zeros(1, requires_grad=True)
     ops.explainable_attention(x, theta, 3, backend="reference").sum().backward()

@@ -374,3 +374,22 @@ def test_compiled_network_checks_its_input_before_the_graph(ckpt):
         net(bad)  # raised by the eager check: nothing was compiled
     assert net.padding_multiple == 4
     assert net.release() is model and model.validate_inputs
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_compiled_attention_pools_by_matrices_like_the_reference(k):
+    """The attention --compile inlines (pooling by size-built matrices, one graph for every size) is the
+    reference's, a NaN plane included."""
+    from interir.compiled import INLINE_TABLE
+    from interir.ops import reference
+
+    x = torch.randn(2, 3, 13, 11)
+    x[1, 2, 4, 5] = float("nan")
+    theta = torch.tensor(0.1)
+    with torch.no_grad():
+        got = INLINE_TABLE["explainable_attention"](x, theta, k, 0.5)
+        want = reference.explainable_attention(x, theta, k, 0.5)
+    assert torch.isnan(got[1, 2]).all() and torch.isnan(want[1, 2]).all()
+    finite = ~torch.isnan(want)
+    assert torch.equal(finite, ~torch.isnan(got))
+    assert (got[finite] - want[finite]).abs().max().item() <= 1e-6

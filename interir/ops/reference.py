@@ -39,7 +39,7 @@ def explainable_attention(x: Tensor, theta: Tensor, kernel_size: int, tau: float
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     b, c = x.shape[:2]
     if fast_paths.enabled() and not (torch.is_grad_enabled() and (x.requires_grad or theta.requires_grad)):
-        return _attention_without_grad(x.to(acc), theta.to(acc), kernel_size, tau)
+        return attention_without_grad(x.to(acc), theta.to(acc), kernel_size, tau)
     z = (x.to(acc) - theta.to(acc)) / tau
     soft = torch.sigmoid(z)
     mask = soft + ((z > 0).to(acc) - soft).detach()  # forward: hard mask; backward: sigmoid's
@@ -48,16 +48,18 @@ def explainable_attention(x: Tensor, theta: Tensor, kernel_size: int, tau: float
     return attn.reshape(b, c, kernel_size, kernel_size)
 
 
-def _attention_without_grad(x: Tensor, theta: Tensor, kernel_size: int, tau: float) -> Tensor:
-    """`explainable_attention` when no gradient is wanted: the hard mask alone, no surrogate.
+def attention_without_grad(x: Tensor, theta: Tensor, kernel_size: int, tau: float, pool=None) -> Tensor:
+    """`explainable_attention` when no gradient is wanted: the hard mask alone, no surrogate. x, theta in the
+    accumulation dtype; `pool(mask, k)` → B×C×k×k is the adaptive average pooling (default PyTorch's).
 
     1[(x − θ)/τ > 0] equals 1[x > θ] in IEEE arithmetic (x − θ is 0 only for x = θ) unless the division by
     τ > 1 underflows a subnormal difference, so that case keeps the division. A NaN pixel gives a NaN
     attention for its whole (b, c) plane, as the surrogate's NaN does on the autograd path.
     """
     b, c = x.shape[:2]
-    hard = x > theta if tau <= 1 else (x - theta) / tau > 0
-    pooled = F.adaptive_avg_pool2d(hard.to(x.dtype), (kernel_size, kernel_size)).reshape(b, c, kernel_size**2)
+    hard = (x > theta if tau <= 1 else (x - theta) / tau > 0).to(x.dtype)
+    pooled = pool(hard, kernel_size) if pool is not None else F.adaptive_avg_pool2d(hard, (kernel_size, kernel_size))
+    pooled = pooled.reshape(b, c, kernel_size**2)
     plane_max = x.reshape(b, c, -1).amax(-1, keepdim=True)  # NaN iff the plane holds a NaN
     pooled = pooled + torch.where(torch.isnan(plane_max), plane_max, 0.0)
     attn = torch.softmax(pooled, dim=-1) * kernel_size**2
