@@ -6,6 +6,8 @@ sees the element-wise work around them and fuses it, and the weights are frozen 
 backends' custom ops. The first call compiles (about a minute for `small` on 2 cores); a second input size
 compiles once more, into a graph with dynamic sizes that then serves every size (torch.compile's automatic
 dynamic shapes). Tiled restoration feeds equal tiles, so a folder of large photos compiles once.
+The padding to the model's multiple runs eagerly before the graph (as the model pads), so symbolic sizes are
+always multiples; a compiler failure prints one line and the eager network restores the image instead.
 docs/performance.md has the measured speed-up and compile times.
 
     net = CompiledNetwork(model)      # model: a RestorationModel in eval mode
@@ -14,6 +16,7 @@ docs/performance.md has the measured speed-up and compile times.
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +24,7 @@ from torch import Tensor, nn
 from interir.ops import backends
 from interir.export import pool_matrix
 from interir.ops import reference as ref
-from interir.tiling import model_multiple
+from interir.tiling import model_multiple, pad_to_multiple
 
 def _pool_by_matrices(mask: Tensor, k: int) -> Tensor:
     """Adaptive average pooling of B×C×H×W to k×k as R_h·m·R_wᵀ, the matrices built from the sizes as values
@@ -59,13 +62,25 @@ class CompiledNetwork:
         if self._checks_were is not None:
             model.validate_inputs = False  # checked here, before the graph
         self._compiled = torch.compile(model, options={"freezing": True} if self._on_cpu else None)
+        self._failed: str | None = None  # why compiling failed, after which the eager model runs
 
     def __call__(self, x: Tensor) -> Tensor:
         if self._check is not None and self._checks_were:
             self._check(x)
-        inline = backends.inline(INLINE_TABLE) if self._on_cpu else contextlib.nullcontext()
-        with torch.no_grad(), inline:
-            return self._compiled(x)
+        # the padding to the model's multiple happens here, eagerly, exactly as the model pads (and its crop
+        # after): the graph then only sees multiples, whose symbolic sizes need no modular arithmetic
+        h, w = x.shape[-2:]
+        padded = pad_to_multiple(x, self.padding_multiple)
+        with torch.no_grad():
+            if self._failed is None:
+                inline = backends.inline(INLINE_TABLE) if self._on_cpu else contextlib.nullcontext()
+                try:
+                    with inline:
+                        return self._compiled(padded)[..., :h, :w]
+                except Exception as exc:  # a compiler failure must not cost the user their images
+                    self._failed = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    print(f"interir: --compile failed ({self._failed}); the network runs eagerly", file=sys.stderr)
+            return self.model(padded)[..., :h, :w]
 
     def release(self) -> nn.Module:
         """The eager model back, its input checks as they were."""

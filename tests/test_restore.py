@@ -393,3 +393,22 @@ def test_compiled_attention_pools_by_matrices_like_the_reference(k):
     finite = ~torch.isnan(want)
     assert torch.equal(finite, ~torch.isnan(got))
     assert (got[finite] - want[finite]).abs().max().item() <= 1e-6
+
+
+def test_compiled_network_falls_back_to_the_eager_network_when_compiling_fails(ckpt, capsys):
+    from interir.checkpoint import load_model
+    from interir.compiled import CompiledNetwork
+
+    model, _ = load_model(ckpt)
+    net = CompiledNetwork(model)
+
+    def broken(x):
+        raise RuntimeError("a compiler failure")
+
+    net._compiled = broken
+    x = torch.rand(1, 3, 21, 30)
+    got = net(x)
+    with torch.no_grad():
+        want = model(x)
+    assert torch.equal(got, want)
+    assert "--compile failed (a compiler failure); the network runs eagerly" in capsys.readouterr().err

@@ -60,7 +60,7 @@ def attention_without_grad(x: Tensor, theta: Tensor, kernel_size: int, tau: floa
     hard = (x > theta if tau <= 1 else (x - theta) / tau > 0).to(x.dtype)
     pooled = pool(hard, kernel_size) if pool is not None else F.adaptive_avg_pool2d(hard, (kernel_size, kernel_size))
     pooled = pooled.reshape(b, c, kernel_size**2)
-    plane_max = x.reshape(b, c, -1).amax(-1, keepdim=True)  # NaN iff the plane holds a NaN
+    plane_max = x.reshape(b, c, x.shape[-2] * x.shape[-1]).amax(-1, keepdim=True)  # NaN iff the plane holds a NaN
     pooled = pooled + torch.where(torch.isnan(plane_max), plane_max, 0.0)
     attn = torch.softmax(pooled, dim=-1) * kernel_size**2
     return attn.reshape(b, c, kernel_size, kernel_size)
