@@ -11,25 +11,18 @@ float64 convolution relative to the project's float32 tolerance rule (interir/op
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
 
+from bench.timing import time_in_turns
 from interir.ops.verify import FLOOR
 
 
 def in_turns(calls: dict, rounds: int) -> dict[str, float]:
-    """Median seconds per call of each callable, the callables run in turns (one warm-up each)."""
-    for f in calls.values():
-        f()
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    for _ in range(rounds):
-        for k, f in calls.items():
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
-    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    """Median seconds per call of each callable, run in turns (bench/timing.py)."""
+    timings = time_in_turns(calls, torch.device("cpu"), repeats=rounds)
+    return {name: t.median_s for name, t in timings.items()}
 
 
 def conv_cases(rounds: int) -> list[tuple[str, str, float, str]]:

@@ -110,16 +110,19 @@ def static_figures(model: nn.Module, sizes: tuple[int, ...]) -> dict:
             "macs_all_by_size": {str(s): count_macs_all(model, (1, 3, s, s)) for s in sizes}}
 
 
+def ops_backend(backend: str) -> str | None:
+    """The interir ops backend a mode's backend runs (PLAIN: the reference), None for NO_BACKEND."""
+    return {NO_BACKEND: None, PLAIN: "reference"}.get(backend, backend)
+
+
 @contextlib.contextmanager
 def _backend_context(backend: str):
-    if backend == NO_BACKEND:
+    with contextlib.ExitStack() as stack:
+        if ops_backend(backend) is not None:
+            stack.enter_context(ops.use_backend(ops_backend(backend)))
+        if backend == PLAIN:
+            stack.enter_context(fast_paths.disabled())
         yield
-    elif backend == PLAIN:
-        with ops.use_backend("reference"), fast_paths.disabled():
-            yield
-    else:
-        with ops.use_backend(backend):
-            yield
 
 
 def _autocast(device: torch.device, dtype_name: str):

@@ -99,8 +99,12 @@ def build_parser(prog: str = "python -m bench") -> argparse.ArgumentParser:
     return p
 
 
+def _items(value: str) -> list[str]:
+    return [v.strip().lower() for v in value.split(",") if v.strip()]
+
+
 def _csv(value: str, allowed, what: str) -> list[str]:
-    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    items = _items(value)
     unknown = [v for v in items if v not in allowed]
     if unknown or not items:
         raise BenchError(f"--{what}: unknown {', '.join(unknown) or '(empty)'}; choose from {', '.join(allowed)}")
@@ -108,7 +112,7 @@ def _csv(value: str, allowed, what: str) -> list[str]:
 
 
 def _network_list(value: str) -> list[str]:
-    items = [v.strip().lower() for v in value.split(",") if v.strip()]
+    items = _items(value)
     if not items:
         raise BenchError(f"--models: empty; choose from {', '.join(model_cases.NETWORKS)}")
     for item in items:
@@ -246,10 +250,9 @@ def _compile_reason(args, device: torch.device) -> str | None:
 def _mode_reason(backend: str, compiled: bool, dtype_name: str, plan, backends: dict, compile_reason) -> str | None:
     if dtype_name == "bf16" and plan.fp32_only:
         return plan.fp32_only
-    if backend == model_cases.PLAIN and backends.get("reference"):
-        return f"backend reference: {backends['reference']}"
-    if backend not in (model_cases.NO_BACKEND, model_cases.PLAIN) and backends.get(backend):
-        return f"backend {backend}: {backends[backend]}"
+    runs = model_cases.ops_backend(backend)
+    if runs is not None and backends.get(runs):
+        return f"backend {runs}: {backends[runs]}"
     if compiled and compile_reason:
         return compile_reason
     return None

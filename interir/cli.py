@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     if rest and args.command not in FORWARDED:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        from interir import fast_paths
+
+        fast_paths.enabled()  # a bad INTERIR_FAST_PATHS is a one-line error before any work
         if args.command in FORWARDED:
             return int(_forwarded_main(args.command)(rest, prog=f"interir {args.command}") or 0)
         module = importlib.import_module(COMMANDS[args.command][0])

@@ -21,22 +21,17 @@ import sys
 import torch
 from torch import Tensor, nn
 
+from interir.export import pool_by_matrices
 from interir.ops import backends
-from interir.export import pool_matrix
 from interir.ops import reference as ref
 from interir.tiling import model_multiple, pad_to_multiple
 
-def _pool_by_matrices(mask: Tensor, k: int) -> Tensor:
-    """Adaptive average pooling of B×C×H×W to k×k as R_h·m·R_wᵀ, the matrices built from the sizes as values
-    (interir.export.pool_matrix), so that the compiled graph does not specialise on H and W."""
-    return pool_matrix(mask.shape[-2], k, mask.dtype, mask.device) @ mask @ pool_matrix(
-        mask.shape[-1], k, mask.dtype, mask.device).t()
-
 
 def _attention(x: Tensor, theta: Tensor, kernel_size: int, tau: float) -> Tensor:
-    """The reference attention without grad (interir.ops.reference.attention_without_grad), pooled by matrices."""
+    """The reference attention without grad (interir.ops.reference.attention_without_grad), pooled by
+    matrices built from the sizes (interir.export.pool_by_matrices), so the graph does not specialise on H, W."""
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    return ref.attention_without_grad(x.to(acc), theta.to(acc), kernel_size, tau, pool=_pool_by_matrices)
+    return ref.attention_without_grad(x.to(acc), theta.to(acc), kernel_size, tau, pool=pool_by_matrices)
 
 
 # the ops as plain PyTorch: what inductor may fuse (the reference's own functions, the attention pooled by matrices)

@@ -51,12 +51,18 @@ def pool_matrix(n, k: int, dtype: torch.dtype, device) -> Tensor:
     return inside.to(dtype) / (end - start).to(dtype)[:, None]
 
 
+def pool_by_matrices(m: Tensor, k: int) -> Tensor:
+    """Adaptive average pooling of B×C×H×W to k×k as R_h·m·R_wᵀ, the matrices built from the (possibly
+    symbolic) sizes: a traced or compiled graph does not specialise on H and W."""
+    return pool_matrix(m.shape[-2], k, m.dtype, m.device) @ m @ pool_matrix(m.shape[-1], k, m.dtype, m.device).t()
+
+
 def explainable_attention(x: Tensor, theta: Tensor, kernel_size: int, tau: float = 0.5) -> Tensor:
     """reference.explainable_attention, forward only, pooling by matrices: B×Cin×H×W → B×Cin×k×k."""
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     mask = ((x.to(acc) - theta.to(acc)) / tau > 0).to(acc)
     k = kernel_size
-    pooled = pool_matrix(x.shape[-2], k, acc, x.device) @ mask @ pool_matrix(x.shape[-1], k, acc, x.device).t()
+    pooled = pool_by_matrices(mask, k)
     b, c = x.shape[:2]
     return (torch.softmax(pooled.reshape(b, c, k * k), dim=-1) * k * k).reshape(b, c, k, k)
 
@@ -236,4 +242,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["export", "export_program", "Deployable", "EXPORT_TABLE", "parity", "load_exported", "pool_matrix"]
+__all__ = ["export", "export_program", "Deployable", "EXPORT_TABLE", "parity", "load_exported", "pool_matrix", "pool_by_matrices"]

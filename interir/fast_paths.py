@@ -14,12 +14,23 @@ import contextlib
 import os
 from typing import Iterator
 
+from interir.errors import InterIRError
+
 ENV_VAR = "INTERIR_FAST_PATHS"
-_enabled = os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "off", "no")
+_VALUES = {"": True, "1": True, "true": True, "on": True, "yes": True,
+           "0": False, "false": False, "off": False, "no": False}
+_enabled: bool | None = None  # None: $INTERIR_FAST_PATHS not read yet
 
 
 def enabled() -> bool:
-    """Whether the fast paths are on (default yes; INTERIR_FAST_PATHS=0 or `disabled()` turns them off)."""
+    """Whether the fast paths are on (default yes; INTERIR_FAST_PATHS=0 or `disabled()` turns them off).
+    An INTERIR_FAST_PATHS other than 1/0, true/false, on/off or yes/no is a one-line InterIRError."""
+    global _enabled
+    if _enabled is None:
+        value = os.environ.get(ENV_VAR, "1").strip().lower()
+        if value not in _VALUES:
+            raise InterIRError(f"{ENV_VAR}={os.environ[ENV_VAR]!r}: expected 1 or 0 (true/false, on/off, yes/no)")
+        _enabled = _VALUES[value]
     return _enabled
 
 
@@ -27,7 +38,7 @@ def enabled() -> bool:
 def disabled(flag: bool = True) -> Iterator[None]:
     """Within the block the fast paths are off (with flag False: on); the previous state is restored after."""
     global _enabled
-    before = _enabled
+    before = enabled()
     _enabled = not flag
     try:
         yield

@@ -31,7 +31,6 @@ import torch
 from torch import Tensor
 
 from interir.model.inputs import pad_to_multiple
-from interir.model.protocol import RestorationModel
 
 __all__ = ["restore_tiled", "tile_starts", "blend_profile", "axis_weights", "model_multiple", "pad_to_multiple"]
 
@@ -39,8 +38,6 @@ __all__ = ["restore_tiled", "tile_starts", "blend_profile", "axis_weights", "mod
 def model_multiple(model) -> int:
     """The multiple a network of the zoo pads its input to (its `padding_multiple`: InterIR 4, DGUNet 8), or
     that of a wrapper that declares one (interir.compiled.CompiledNetwork); 1 for any other callable."""
-    if isinstance(model, RestorationModel):
-        return model.padding_multiple
     return int(getattr(model, "padding_multiple", 1))
 
 

@@ -113,3 +113,17 @@ def test_training_gradients_are_the_same_with_and_without_fast_paths():
         scale = plain[name].abs().max().item() + 1e-12
         assert (fast[name] - plain[name]).abs().max().item() <= 1e-4 * scale, name
 
+
+
+def test_a_bad_switch_value_is_a_one_line_error_before_any_work(monkeypatch, capsys, tmp_path):
+    from interir.cli import main
+
+    monkeypatch.setenv(fast_paths.ENV_VAR, "maybe")
+    monkeypatch.setattr(fast_paths, "_enabled", None)  # read the environment again
+    assert main(["restore", str(tmp_path / "missing.png"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("interir restore: error: INTERIR_FAST_PATHS='maybe'") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv(fast_paths.ENV_VAR, "off")
+    monkeypatch.setattr(fast_paths, "_enabled", None)
+    assert not fast_paths.enabled()
