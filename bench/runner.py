@@ -7,7 +7,7 @@
 Writes bench/results/<date>_<device>_<commit>.json (every figure, the device, versions, commit, command)
 and a markdown summary beside it, printed last. A case that fails (out of memory, a backend refusing an
 input) is recorded with its error and the run goes on; a case that is not run is recorded with the reason.
-On the CPU the runner restarts itself once with glibc's malloc tuned for stable timings (bench/README.md).
+On the CPU glibc's malloc keeps freed memory for reuse, as in every `interir` command (interir/cpu_malloc.py).
 """
 from __future__ import annotations
 
@@ -28,10 +28,9 @@ from bench.ceilings import copy_gbps, matmul_tflops, measure_ceilings
 from bench.memory import measure_peak, memory_method, training_state_bytes
 from bench.report import finite, markdown, save
 from bench.timing import Timing, describe_error, time_in_turns
-from interir import ops
+from interir import cpu_malloc, ops
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-PROG_ENV = "INTERIR_BENCH_PROG"  # how the user invoked the runner, kept across the CPU restart
 
 # Timing settings per (suite, device): warm-up calls, seconds of timed calls per method, repeats range.
 TIMING = {
@@ -401,24 +400,10 @@ def _release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _malloc_env_missing() -> bool:
-    return any(os.environ.get(k) != v for k, v in machine.CPU_MALLOC_ENV.items())
-
-
-def _restart_with_malloc_env(argv: list[str], prog: str) -> None:
-    """Replace this process by `python -m bench ARGV` with the CPU malloc settings (glibc reads them at start)."""
-    env = {**os.environ, **machine.CPU_MALLOC_ENV, PROG_ENV: prog}
-    root = str(machine.REPO_ROOT)
-    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "bench", *argv], env)
-
-
-def main(argv: list[str] | None = None, *, prog: str | None = None, restart: bool = True) -> int:
-    """Parse `argv`, run the suites, save and print the report. `restart=False` never re-executes the process."""
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    """Parse `argv`, run the suites, save and print the report."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    prog = prog or os.environ.get(PROG_ENV) or "python -m bench"
+    prog = prog or "python -m bench"
     args = build_parser(prog).parse_args(argv)
     args.ops = _csv(args.ops, op_cases.OPS, "ops")
     args.models = _network_list(args.models)
@@ -434,8 +419,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, restart: boo
         raise BenchError("--device cuda: no CUDA GPU is available here (use --device cpu)")
     device_type = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device("cuda", torch.cuda.current_device()) if device_type == "cuda" else torch.device("cpu")
-    if device.type == "cpu" and restart and sys.platform.startswith("linux") and _malloc_env_missing():
-        _restart_with_malloc_env(argv, prog)
+    malloc_tuned = cpu_malloc.keep_freed_memory()  # before the first big tensor
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -448,8 +432,9 @@ def main(argv: list[str] | None = None, *, prog: str | None = None, restart: boo
     report.update(machine.describe(device))
     report["backends"] = backend_status(device, requested)
     report["notes"] = []
-    if device.type == "cpu" and _malloc_env_missing():
-        report["notes"].append("CPU timings without the malloc settings of bench/README.md (no restart)")
+    report["malloc"] = {"choice": cpu_malloc.choice(), "tuned_here": malloc_tuned}
+    if device.type == "cpu" and cpu_malloc.choice() == "system":
+        report["notes"].append(f"CPU timings with glibc's default malloc ({cpu_malloc.ENV_VAR}=system)")
     log(f"bench: {report['device']['name']} ({device}), backends: "
         + ", ".join(b for b, why in report["backends"].items() if why is None))
     args.stream = CaseStream(args.jsonl)

@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from interir import cpu_malloc
 from interir.model.inputs import pad_to_multiple
 
 __all__ = ["restore_tiled", "tile_starts", "blend_profile", "axis_weights", "model_multiple", "pad_to_multiple"]
@@ -113,7 +114,9 @@ def restore_tiled(model: Callable[[Tensor], Tensor], image: Tensor, tile: int = 
     device = image.device if device is None else torch.device(device)
     h, w = image.shape[-2:]
     if tile == 0 or (h <= tile and w <= tile):
-        return model(image.to(device)).to(image.device, image.dtype)
+        out = model(image.to(device)).to(image.device, image.dtype)
+        cpu_malloc.release_free_memory()
+        return out
     if tile % mult:
         raise ValueError(f"tile size {tile} must be a multiple of {mult} for this model")
     x = pad_to_multiple(image, mult)
@@ -137,6 +140,8 @@ def restore_tiled(model: Callable[[Tensor], Tensor], image: Tensor, tile: int = 
                                      f"{tuple(patch.shape)}")
                 weight = (py[:, None] * px[None, :]).to(acc_dtype)
                 out[..., y0:y0 + th, x0:x0 + tw] += y * weight
+                del patch, y, weight
+                cpu_malloc.release_free_memory()  # the tile's feature maps, back before the next tile
                 bar.update(1)
     finally:
         bar.close()
