@@ -435,7 +435,7 @@ def _stage_line(plan: list[Stage], step: int, world: int) -> str:
 
 @torch.no_grad()
 def _validate(model: nn.Module, vcfg: dict[str, Any], device: torch.device, log: TextLog, step: int) -> None:
-    from interir.evaluate import evaluate_sets, load_eval_sets
+    from interir.eval_core import evaluate_sets, load_eval_sets
 
     sets = load_eval_sets(vcfg["root"])
     was_training = model.training

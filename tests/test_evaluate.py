@@ -13,8 +13,8 @@ from interir.cli import main
 from interir.data.datasets import load_synthetic_testset
 from interir.data.synth import build_testset
 from interir.ensemble import TRANSFORMS, geometric_transform, inverse_geometric_transform, self_ensemble
-from interir.evaluate import (FigureRow, ForwardOptions, centre_crop, comparison_figure, evaluate_sets, figure_keys,
-                              restore_for_eval)
+from interir.eval_core import ForwardOptions, evaluate_sets, restore_for_eval
+from interir.eval_report import FigureRow, centre_crop, comparison_figure, figure_keys
 from interir.metrics import psnr
 from interir.model import build
 from tests.test_train import _photos

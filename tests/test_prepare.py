@@ -16,7 +16,7 @@ from interir.data import PairedFolderDataset, read_image
 from interir.data.degrade import degrade
 from interir.data.imageio import quantize, write_image
 from interir.errors import InterIRError
-from interir.evaluate import load_eval_sets
+from interir.eval_core import load_eval_sets
 
 
 def prepare(*argv) -> int:
