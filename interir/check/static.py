@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from interir.check.traffic import conv_traffic
+
 # The shared memory one block may use (opt-in maximum), bytes.
 SMEM_LIMIT = {80: 166912, 86: 101376, 89: 101376, 90: 232448, 100: 232448, 103: 232448, 120: 101376}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -45,6 +47,7 @@ class Launch:
     num_ctas: int
     origin: str = field(compare=False, hash=False)  # e.g. "modulated_conv fwd float32 tf32 default"
     default: bool = field(compare=False, hash=False)  # a config the wrappers choose by themselves
+    shape: tuple | None = field(default=None, compare=False, hash=False)  # the problem, for the traffic model
 
 
 # ------------------------------------------------------------------------------------------- recording
@@ -116,10 +119,10 @@ def _calls(dtype: torch.dtype, config_index: int | None):
 
     calls = []
 
-    def add(name, tuning, thunk):
+    def add(name, tuning, thunk, shape=None):
         k = chosen(tuning)
         if k != "skip":
-            calls.append((name, lambda: thunk(k)))
+            calls.append((name, lambda: thunk(k), shape))
 
     b, theta = 4, torch.zeros(())
     # (channels, map height, map width): the presets' 2C on 64² maps, then odd maps (masked edges), on both
@@ -130,15 +133,16 @@ def _calls(dtype: torch.dtype, config_index: int | None):
         attn = torch.rand(b, c2, 3, 3)
         dwa_k = (lambda k: None if k is None or k >= len(modulated_conv.DWA.candidates) else k)
         where = f"{c2}ch {mh}×{mw}"
+        problem = dict(b=b, cin=c2, cout=c2, h=mh, w=mw, k=3, groups=1)
         add(f"explainable_attention fwd {where}", explainable_attention.TUNING,
             lambda k, x=x: explainable_attention.explainable_attention(x, theta, 3, 0.5, config=k))
         add(f"explainable_attention bwd {where}", explainable_attention.TUNING,
             lambda k, x=x, a=attn: explainable_attention.explainable_attention_backward(a, x, theta, a, 0.5, config=k))
         add(f"modulated_conv fwd {where}", modulated_conv.FWD,
-            lambda k, x=x, w=w, a=attn: modulated_conv.modulated_conv(x, w, None, a, 1, config=k))
+            lambda k, x=x, w=w, a=attn: modulated_conv.modulated_conv(x, w, None, a, 1, config=k), problem)
         add(f"modulated_conv bwd {where}", modulated_conv.DX,
             lambda k, x=x, w=w, a=attn: modulated_conv.modulated_conv_backward(x, x, w, a, 1, config_dx=k,
-                                                                               config_dwa=dwa_k(k)))
+                                                                               config_dwa=dwa_k(k)), problem)
     for mh, mw in ((64, 64), (128, 128), (75, 113)):
         x = torch.randn(b, 96, mh, mw).to(dtype)
         wd, attn = torch.randn(96, 1, 3, 3).to(dtype), torch.rand(b, 96, 3, 3)
@@ -182,7 +186,7 @@ def record_launches(configs: str = "default", capability: int = 90) -> list[Laun
             torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
             try:
                 with recording(capability) as launches:
-                    for name, thunk in _calls(DTYPES[dtype_name], index):
+                    for name, thunk, shape in _calls(DTYPES[dtype_name], index):
                         before = len(launches)
                         thunk()
                         precision = "" if tf32 is None else (" tf32" if tf32 else " ieee")
@@ -190,7 +194,7 @@ def record_launches(configs: str = "default", capability: int = 90) -> list[Laun
                         for fn, c in launches[before:]:
                             launch = Launch(fn.__name__, fn, _freeze(c["signature"]), _freeze(c["constants"]),
                                             _freeze(c["configs"][0]), c["num_warps"], c["num_stages"],
-                                            c.get("num_ctas", 1), label, index is None)
+                                            c.get("num_ctas", 1), label, index is None, _freeze(shape))
                             if launch in seen:
                                 if launch.default and not seen[launch].default:
                                     seen[launch] = launch
@@ -219,6 +223,8 @@ class Compiled:
     shared_limit: int | None = None
     mma: str = "none"  # the tensor-core instruction class in the SASS
     widest_load: str = "none"
+    global_loads: dict = field(default_factory=dict)  # global-load instruction → how many in the SASS
+    traffic: dict | None = None  # interir/check/traffic.py, for the modulated-conv kernels
     seconds: float = 0.0
 
 
@@ -234,8 +240,8 @@ def _bin_tool(name: str) -> str | None:
     return str(path) if path.is_file() else None
 
 
-def _sass_facts(cubin: bytes) -> tuple[str, str]:
-    """(tensor-core class, widest global load) of a cubin's SASS."""
+def _sass_facts(cubin: bytes) -> tuple[str, str, dict]:
+    """(tensor-core class, widest global load, {global-load instruction: count}) of a cubin's SASS."""
     tool = _bin_tool("cuobjdump") or "cuobjdump"
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(cubin)
@@ -244,7 +250,9 @@ def _sass_facts(cubin: bytes) -> tuple[str, str]:
     finally:
         os.unlink(f.name)
     mma = sorted(set(re.findall(r"\b(HGMMA|HMMA|UTC\w*MMA|QGMMA|IMMA|DMMA)\b", sass)))
-    loads = set(re.findall(r"\b(UTMALDG|LDGSTS(?:\.\w+)*|LDG(?:\.\w+)*)\b", sass))
+    found = re.findall(r"\b(UTMALDG(?:\.\w+)*|LDGSTS(?:\.\w+)*|LDG(?:\.\w+)*)\b", sass)
+    counts = {op: found.count(op) for op in sorted(set(found))}
+    loads = set(found)
 
     def width(op: str) -> int:
         if op.startswith("UTMALDG"):
@@ -255,7 +263,7 @@ def _sass_facts(cubin: bytes) -> tuple[str, str]:
         return size + (1 if op.startswith("LDGSTS") else 0)
 
     widest = max(loads, key=width) if loads else "none"
-    return (", ".join(mma) if mma else "none"), widest
+    return (", ".join(mma) if mma else "none"), widest, counts
 
 
 def compile_launch(launch: Launch, capability: int) -> Compiled:
@@ -292,7 +300,12 @@ def compile_launch(launch: Launch, capability: int) -> Compiled:
     out.spill_bytes = sum(int(a) + int(b) for a, b in spill) if spill else None
     out.stack_bytes = int(stack[-1]) if stack else None
     out.shared_bytes = int(kernel.metadata.shared)
-    out.mma, out.widest_load = _sass_facts(kernel.asm["cubin"])
+    out.mma, out.widest_load, out.global_loads = _sass_facts(kernel.asm["cubin"])
+    if launch.shape is not None:
+        names = launch.fn.arg_names  # constants are keyed by argument position
+        values = {names[key[0]]: v for key, v in dict(launch.constants).items()}
+        element = dict(launch.signature)[names[0]].lstrip("*")  # the first pointer: the activations
+        out.traffic = conv_traffic(launch.kernel, values, dict(launch.shape), element)
     out.seconds = time.perf_counter() - started
     return out
 
@@ -320,6 +333,20 @@ def format_table(rows: list[Compiled]) -> str:
         lines.append(f"| {r.kernel} | {r.origin} | {r.target} | {r.num_warps} / {r.num_stages} | {status} | "
                      f"{_dash(r.registers)} | {_dash(r.spill_bytes)} | {_dash(r.stack_bytes)} | {_dash(r.shared_bytes)} | "
                      f"{r.mma if r.ok else '—'} | {r.widest_load if r.ok else '—'} |")
+    return "\n".join(lines)
+
+
+def format_traffic_table(rows: list[Compiled]) -> str:
+    """The modulated-conv kernels' traffic model (interir/check/traffic.py) beside their global loads."""
+    lines = ["| kernel | launch | target | activation reads per block | blocks | loaded / written bytes | "
+             "compulsory / written | global loads in the SASS |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.ok and r.traffic:
+            t = r.traffic
+            loads = ", ".join(f"{op}×{n}" for op, n in r.global_loads.items())
+            lines.append(f"| {r.kernel} | {r.origin} | {r.target} | {t['activation_reads_per_block']} | "
+                         f"{t['blocks_of_the_other_side']} | {t['loaded_per_written']} | {t['compulsory_per_written']} | "
+                         f"{loads} |")
     return "\n".join(lines)
 
 
@@ -380,6 +407,9 @@ def run_static(args) -> int:
                 print(f"  sm_{capability} {launch.kernel:<22} {launch.origin:<48} {note} ({row.seconds:.1f} s)",
                       file=sys.stderr, flush=True)
     print(format_table(rows))
+    if any(r.traffic for r in rows):
+        print("\nTraffic of the modulated-conv kernels (interir/check/traffic.py):\n")
+        print(format_traffic_table(rows))
     summary = totals(rows)
     for target, t in summary.items():
         print(f"{target}: {t['launches']} launches, {t['compiled']} compiled, {t['failed']} failed, "

@@ -1,0 +1,77 @@
+"""Global-memory traffic of the modulated-convolution kernels, from their tile shapes (`interir check --static`).
+
+The model counts the elements each kernel's code loads from global memory, summed over its grid, for one
+problem (B, Cin, Cout, H, W, k, groups) and one launch config, and divides by what the kernel writes. It is
+what the addresses in the code ask for, before any cache: it says how often the kernels go back to memory for
+the same activation, which is what the Hopper kernels of docs/gpu.md set out to cut. Taps that fall outside
+the image are counted as loads, so on small maps the figures are slightly high.
+
+Per kernel (kernels/modulated_conv.py; Cg = channels per group, ⌈·⌉ = blocks of the tile side):
+- conv_fwd, y tile BM pixels × BN out-channels: every tap loads its own shifted BM×BK x tile, so x is read
+  k² times for each of the ⌈Cout_g/BN⌉ output-channel blocks; the weight tile once per pixel block.
+- conv_dx, dx tile BM pixels × BN in-channels: dy is read k² times for each of the ⌈Cin_g/BN⌉ blocks.
+- conv_dwa, one program per (tap, in-channel block, out-channel block, batch chunk): x is read k² times for
+  each out-channel block, dy k² times for each in-channel block.
+"""
+from __future__ import annotations
+
+import math
+
+ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+KERNELS = ("_conv_fwd_kernel", "_conv_dx_kernel", "_conv_dwa_kernel")
+
+
+def _blocks(n: int, tile: int) -> int:
+    return math.ceil(n / tile)
+
+
+def conv_traffic(kernel: str, tile: dict, shape: dict, element: str) -> dict | None:
+    """The traffic of one launch of a modulated-conv kernel, or None for other kernels.
+
+    tile: the launch's BM, BN, BK (and KS); shape: b, cin, cout, h, w, k, groups; element: "fp32", "bf16"
+    or "fp16" (the activations' type; the attention is float32, the dW/dA partials float32).
+    Returns activation reads per block (how many times each activation element is loaded for one block of
+    the other side's channels), loaded bytes per operand, bytes loaded per byte written, and the compulsory
+    bytes (every input once) per byte written, for comparison."""
+    if kernel not in KERNELS:
+        return None
+    e = ELEMENT_BYTES[element]
+    bm, bn = tile["BM"], tile["BN"]
+    b, cin, cout, k, g = shape["b"], shape["cin"], shape["cout"], shape["k"], shape["groups"]
+    hw = shape["h"] * shape["w"]
+    kk, cin_g, cout_g = k * k, cin // g, cout // g
+    weights = cout * cin_g * kk * e
+    attention = b * cin * kk * 4
+    if kernel == "_conv_fwd_kernel":
+        pixel_blocks, other_blocks = _blocks(hw, bm), _blocks(cout_g, bn)
+        loads = {"x": kk * other_blocks * b * cin * hw * e,
+                 "weight": b * pixel_blocks * weights,
+                 "attention": b * g * pixel_blocks * other_blocks * kk * cin_g * 4}
+        written = b * cout * hw * e
+        compulsory = b * cin * hw * e + weights + attention
+    elif kernel == "_conv_dx_kernel":
+        pixel_blocks, other_blocks = _blocks(hw, bm), _blocks(cin_g, bn)
+        loads = {"dy": kk * other_blocks * b * cout * hw * e,
+                 "weight": b * pixel_blocks * weights,
+                 "attention": b * g * pixel_blocks * other_blocks * kk * _blocks(cout_g, tile["BK"]) * min(bn, cin_g) * 4}
+        written = b * cin * hw * e
+        compulsory = b * cout * hw * e + weights + attention
+    else:
+        c_blocks, o_blocks = _blocks(cin_g, bm), _blocks(cout_g, bn)
+        other_blocks = o_blocks
+        from interir.kernels.modulated_conv import _dwa_chunks
+
+        chunks = _dwa_chunks(b, kk * g * c_blocks * o_blocks)[1]
+        loads = {"x": kk * o_blocks * b * cin * hw * e,
+                 "dy": kk * c_blocks * b * cout * hw * e,
+                 "weight": chunks * weights,  # one tile per program: every weight once per batch chunk
+                 "attention": o_blocks * attention}
+        written = (chunks * cout * cin_g * kk + o_blocks * b * cin * kk) * 4  # float32 partials of dW and dA
+        compulsory = b * (cin + cout) * hw * e + weights + attention
+    total = sum(loads.values())
+    return {"activation_reads_per_block": kk, "blocks_of_the_other_side": other_blocks,
+            "loaded_bytes": loads, "loaded_per_written": round(total / written, 3),
+            "compulsory_per_written": round(compulsory / written, 3)}
+
+
+__all__ = ["conv_traffic", "KERNELS", "ELEMENT_BYTES"]
