@@ -6,7 +6,11 @@ imports interir.ops. On a machine without a GPU the kernels run only under the T
 """
 import triton  # noqa: F401  (a missing triton makes the backend report "a dependency is missing: triton")
 
-from interir.kernels import explainable_attention, fft_loss, kron, modulated_conv  # noqa: E402
+from interir.kernels import depthwise_conv, explainable_attention, fft_loss, kron, modulated_conv  # noqa: E402
+
+# Every kernel's launch configs (kernels/_tuning.py), e.g. for `interir check --static --configs all`.
+TUNINGS = (explainable_attention.TUNING, depthwise_conv.TUNING, modulated_conv.FWD, modulated_conv.DX,
+           modulated_conv.DWA, kron.TUNING, fft_loss.TUNING)
 
 TABLE = {
     "explainable_attention": {

@@ -17,7 +17,8 @@ k ≤ 7, any groups: the GEMMs carry the group in their grid; no per-sample weig
 
 Determinism: every output element, and every partial, is computed by one program in a fixed order, and
 partials are reduced in a fixed order: no atomics, bitwise reproducible for a given config. Configs: see
-kernels/_tuning.py (the heuristic below unless a caller, the interpreter or opt-in autotuning picks).
+kernels/_tuning.py (the heuristic below unless a caller, the interpreter or opt-in autotuning picks). conv_fwd's
+candidates also hold the tensor-descriptor kernel of modulated_conv_tma.py (groups = 1).
 
 Precision: float32 accumulation everywhere. float32 inputs use IEEE dots, or TF32 dots when the user opts in
 with torch.set_float32_matmul_precision("high") (see _launch.dot_precision); bfloat16 and
@@ -36,6 +37,7 @@ import triton.language as tl
 from interir.kernels._launch import (DTYPES, INT32_MAX, dot_precision, dtype_name, new_output, sum_rows,
                                      tensors_reason)
 from interir.kernels._tuning import Tuning
+from interir.kernels import modulated_conv_tma as tma
 from interir.kernels.depthwise_conv import depthwise_conv, depthwise_conv_backward, is_depthwise
 
 MAX_K = 7
@@ -107,7 +109,7 @@ def _dwa_heuristic(key: tuple) -> GemmConfig:
     return DWA.candidates[4]
 
 
-FWD = Tuning("conv_fwd", _GEMM, _fwd_heuristic)
+FWD = Tuning("conv_fwd", _GEMM + tma.CANDIDATES, _fwd_heuristic)  # + the descriptor kernel (groups = 1)
 DX = Tuning("conv_dx", _GEMM, _dx_heuristic)
 DWA = Tuning(
     "conv_dwa",
@@ -309,8 +311,13 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     wt = weight.permute(2, 3, 1, 0).contiguous()  # k×k×Cin_g×Cout: contiguous along output channels
     is_fp32 = x.dtype == torch.float32
     prec = dot_precision(x.dtype)
+    key = (hw, cout_g, cin_g, k, f"{dtype_name(x.dtype)} {prec}")
 
     def launch(cfg):
+        if isinstance(cfg, tma.TmaConfig):
+            if tma.applies(groups):
+                return tma.modulated_conv_tma(x, weight, bias, attn, y, cfg, prec)
+            cfg = FWD.heuristic(key)  # another grouping: the implicit GEMM
         num_m, num_n = triton.cdiv(hw, cfg.BM), triton.cdiv(cout_g, cfg.BN)
         _conv_fwd_kernel[(num_m * num_n * b * groups,)](
             x, wt, attn, bias_arg, y, cin, cout, h, w, groups, cin_g, cout_g, num_m, num_n,
@@ -318,7 +325,7 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return y
 
-    return FWD.run((hw, cout_g, cin_g, k, f"{dtype_name(x.dtype)} {prec}"), config, x.device, launch)
+    return FWD.run(key, config, x.device, launch)
 
 
 def _dwa_chunks(b: int, base_programs: int) -> tuple[int, int]:

@@ -308,6 +308,26 @@ def test_each_triton_config_alone(kind, index):
     _check_conv((y,) + tuple(grads), x, weight, bias, attn, dy, groups, torch.float32, f"{cfg}: ")
 
 
+@pytest.mark.parametrize("k, with_bias, groups", [(3, True, 1), (5, False, 1), (3, True, 2)])
+def test_descriptor_forward_on_odd_shapes_and_several_blocks(k, with_bias, groups, monkeypatch):
+    """The tensor-descriptor forward (kernels/modulated_conv_tma.py): patches, channel and output blocks that do
+    not divide the odd map and channel counts, the zero-filled border for k = 3 and 5; groups = 2 falls back to the
+    implicit GEMM. Only y is the descriptor kernel's; the gradients are the backward's (checked too)."""
+    _triton_only()
+    from interir.kernels import modulated_conv_tma as tma
+
+    cfg = tma.TmaConfig(4, 8, 16, 16, num_warps=4, num_stages=2)
+    calls = []
+    kernel = tma.modulated_conv_tma
+    monkeypatch.setattr(tma, "modulated_conv_tma", lambda *a: calls.append(1) or kernel(*a))
+    x, weight, bias, attn, dy = _conv_inputs(2, 40, 34, 11, 19, k, groups)
+    y = triton_conv.modulated_conv(x, weight, bias if with_bias else None, attn, groups, config=cfg)
+    assert len(calls) == (groups == 1)
+    grads = triton_conv.modulated_conv_backward(dy, x, weight, attn, groups)
+    check_bias = bias if with_bias else torch.zeros_like(bias)
+    _check_conv((y,) + tuple(grads), x, weight, check_bias, attn, dy, groups, torch.float32, f"{cfg}: ")
+
+
 def test_weight_gradient_batch_chunks(monkeypatch):
     """dWt/dbias partials per batch chunk (here 2 samples, then 1) are summed correctly."""
     _triton_only()

@@ -128,6 +128,28 @@ def test_static_reports_the_conv_traffic_and_every_global_load_of_a_recorded_lau
     assert facts["loads"] and all(op.startswith(("LDG", "UTMALDG")) and n > 0 for op, n in facts["loads"].items())
 
 
+def test_the_descriptor_conv_compiles_to_asynchronous_tma_loads_on_sm90():
+    proc = _static("""
+        import json
+        from interir.check.static import compile_launch, record_launches
+        from interir.kernels import modulated_conv, modulated_conv_tma
+        index = len(modulated_conv.FWD.candidates) - len(modulated_conv_tma.CANDIDATES)  # the first descriptor config
+        launch = next(l for l in record_launches("all") if l.kernel == "_conv_fwd_tma_kernel"
+                      and l.origin == f"modulated_conv fwd 96ch 64×64 bfloat16 config {index}")
+        row = compile_launch(launch, 90)
+        print(json.dumps({"ok": row.ok, "spill": row.spill_bytes, "mma": row.mma, "loads": row.global_loads,
+                          "traffic": row.traffic}))
+    """)
+    if proc.returncode and "ptxas" in proc.stderr and "not found" in proc.stderr:
+        pytest.skip("this Triton installation has no ptxas")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    facts = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert facts["ok"] and facts["spill"] == 0 and facts["mma"] == "HGMMA"
+    assert any(op.startswith("UTMALDG") for op in facts["loads"]), facts["loads"]
+    assert not any(op.startswith("LDG.E.U16") for op in facts["loads"])  # no 2-byte activation loads left
+    assert facts["traffic"]["loaded_bytes"]["layout_copy"] > 0
+
+
 def test_the_traffic_model_counts_what_the_conv_kernels_load():
     from interir.check.traffic import conv_traffic
 
@@ -145,6 +167,10 @@ def test_the_traffic_model_counts_what_the_conv_kernels_load():
     dwa = conv_traffic("_conv_dwa_kernel", dict(BM=16, BN=16, BK=16), dict(shape, k=5), "fp16")
     assert dwa["activation_reads_per_block"] == 25 and dwa["blocks_of_the_other_side"] == 3
     assert dwa["loaded_bytes"]["x"] == 25 * 3 * 2 * 32 * 256 * 2 and dwa["loaded_bytes"]["dy"] == 25 * 2 * 2 * 48 * 256 * 2
+    tma = conv_traffic("_conv_fwd_tma_kernel", dict(BH=8, BW=8, BN=32, BK=32), shape, "bf16")
+    # boxes of 32 (padded) channels: 9 taps × 2 out blocks × 2·256 pixels · 32 · 2 B; the copy reads x once
+    assert tma["loaded_bytes"]["x"] == 9 * 2 * 2 * 256 * 32 * 2 and tma["loaded_bytes"]["layout_copy"] == 2 * 32 * 256 * 2
+    assert tma["staging_written_bytes"] == 2 * 256 * 32 * 2 + 9 * 32 * 48 * 2
     assert conv_traffic("_chain_kernel", dict(BM=16, BN=16, BK=16), shape, "fp32") is None
 
 

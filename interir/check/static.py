@@ -178,7 +178,10 @@ def record_launches(configs: str = "default", capability: int = 90) -> list[Laun
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise RuntimeError("recording needs compiled Triton kernels: run without TRITON_INTERPRET=1")
     seen: dict[Launch, Launch] = {}
-    indices = [None] + (list(range(8)) if configs == "all" else [])
+    from interir.kernels import TUNINGS
+
+    most = max(len(t.candidates) for t in TUNINGS)
+    indices = [None] + (list(range(most)) if configs == "all" else [])
     variants = [("float32", True), ("float32", False), ("bfloat16", None), ("float16", None)]
     for dtype_name, tf32 in variants:
         for index in indices:
@@ -304,7 +307,7 @@ def compile_launch(launch: Launch, capability: int) -> Compiled:
     if launch.shape is not None:
         names = launch.fn.arg_names  # constants are keyed by argument position
         values = {names[key[0]]: v for key, v in dict(launch.constants).items()}
-        element = dict(launch.signature)[names[0]].lstrip("*")  # the first pointer: the activations
+        element = re.search(r"fp32|bf16|fp16", dict(launch.signature)[names[0]]).group(0)  # the activations
         out.traffic = conv_traffic(launch.kernel, values, dict(launch.shape), element)
     out.seconds = time.perf_counter() - started
     return out

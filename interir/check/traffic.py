@@ -12,13 +12,17 @@ Per kernel (kernels/modulated_conv.py; Cg = channels per group, ⌈·⌉ = block
 - conv_dx, dx tile BM pixels × BN in-channels: dy is read k² times for each of the ⌈Cin_g/BN⌉ blocks.
 - conv_dwa, one program per (tap, in-channel block, out-channel block, batch chunk): x is read k² times for
   each out-channel block, dy k² times for each in-channel block.
+- conv_fwd_tma (kernels/modulated_conv_tma.py), y tile BH×BW pixels × BN out-channels: every tap loads its
+  shifted 1×BH×BW×BK box of the channels-last copy (channels padded to BK), so x is still read k² times per
+  output-channel block, by asynchronous copies; the copy itself reads x once and writes it once
+  (`staging_written_bytes`).
 """
 from __future__ import annotations
 
 import math
 
 ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-KERNELS = ("_conv_fwd_kernel", "_conv_dx_kernel", "_conv_dwa_kernel")
+KERNELS = ("_conv_fwd_kernel", "_conv_dx_kernel", "_conv_dwa_kernel", "_conv_fwd_tma_kernel")
 
 
 def _blocks(n: int, tile: int) -> int:
@@ -36,13 +40,25 @@ def conv_traffic(kernel: str, tile: dict, shape: dict, element: str) -> dict | N
     if kernel not in KERNELS:
         return None
     e = ELEMENT_BYTES[element]
-    bm, bn = tile["BM"], tile["BN"]
+    bm, bn = tile.get("BM", tile.get("BH", 1) * tile.get("BW", 1)), tile["BN"]
     b, cin, cout, k, g = shape["b"], shape["cin"], shape["cout"], shape["k"], shape["groups"]
     hw = shape["h"] * shape["w"]
     kk, cin_g, cout_g = k * k, cin // g, cout // g
     weights = cout * cin_g * kk * e
     attention = b * cin * kk * 4
-    if kernel == "_conv_fwd_kernel":
+    staging = 0
+    if kernel == "_conv_fwd_tma_kernel":
+        cp = _blocks(cin, tile["BK"]) * tile["BK"]
+        pixel_blocks = _blocks(shape["h"], tile["BH"]) * _blocks(shape["w"], tile["BW"])
+        other_blocks = _blocks(cout, bn)
+        loads = {"x": kk * other_blocks * b * hw * cp * e,
+                 "weight": b * pixel_blocks * kk * cp * cout * e,
+                 "attention": b * pixel_blocks * other_blocks * kk * cin * 4,
+                 "layout_copy": b * cin * hw * e}
+        staging = b * hw * cp * e + kk * cp * cout * e  # the channels-last x and the tap-major weight
+        written = b * cout * hw * e
+        compulsory = b * cin * hw * e + weights + attention
+    elif kernel == "_conv_fwd_kernel":
         pixel_blocks, other_blocks = _blocks(hw, bm), _blocks(cout_g, bn)
         loads = {"x": kk * other_blocks * b * cin * hw * e,
                  "weight": b * pixel_blocks * weights,
@@ -71,7 +87,7 @@ def conv_traffic(kernel: str, tile: dict, shape: dict, element: str) -> dict | N
     total = sum(loads.values())
     return {"activation_reads_per_block": kk, "blocks_of_the_other_side": other_blocks,
             "loaded_bytes": loads, "loaded_per_written": round(total / written, 3),
-            "compulsory_per_written": round(compulsory / written, 3)}
+            "compulsory_per_written": round(compulsory / written, 3), "staging_written_bytes": staging}
 
 
 __all__ = ["conv_traffic", "KERNELS", "ELEMENT_BYTES"]

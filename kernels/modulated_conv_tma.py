@@ -1,0 +1,131 @@
+"""The modulated convolution's forward with tensor-descriptor loads: a tuning candidate of conv_fwd.
+
+y[b,o,q] = Σ_{c,t} Wt[o,c,t]·A[b,c,t]·x[b,c,q+t] + bias[o], as `_conv_fwd_kernel` of modulated_conv.py, with
+the activations read differently (docs/gpu.md, "Traffic of the convolutions"):
+  * x is copied once into a channels-last layout with its channels zero-padded to the reduction block,
+    B×H×W×Cp, so that a tap's input tile is one box of a 4-D tensor descriptor: 1×BH×BW×BK;
+  * each program owns a BH×BW patch of pixels × BN output channels; for every (channel block, tap) it loads the
+    tap-shifted box through the descriptor. On sm_90 and later that is an asynchronous TMA copy into shared
+    memory (UTMALDG in the SASS, pipelined by Triton); the image border is zero-filled by the copy, not masked.
+    Elsewhere (sm_80, the interpreter) Triton lowers it to ordinary loads;
+  * A[b, c-block, t] scales the box in float32, rounded to x's dtype, as in the implicit-GEMM kernel.
+
+groups = 1 only (the explainable conv of InterIR); other groupings take the implicit-GEMM kernel. Not the
+default: it becomes one when a GPU measures it faster (INTERIR_TRITON_AUTOTUNE=1 already times it among the
+candidates). Determinism: one program per output element, a fixed loop order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+try:  # Triton ≥ 3.3
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # pragma: no cover  (an older Triton: the candidates fall back to the implicit GEMM)
+    TensorDescriptor = None
+
+
+@dataclass(frozen=True)
+class TmaConfig:
+    """BH×BW pixels × BN output channels per program, BK input channels per box (BK·itemsize ≥ 16 bytes)."""
+
+    BH: int
+    BW: int
+    BN: int
+    BK: int
+    num_warps: int = 4
+    num_stages: int = 2
+
+    def __str__(self) -> str:
+        return f"tma_BH{self.BH}_BW{self.BW}_BN{self.BN}_BK{self.BK}_w{self.num_warps}_s{self.num_stages}"
+
+
+# Both compile without a spill for sm_90 and sm_120 in bfloat16, float32 with TF32 and IEEE dots (Triton 3.9),
+# and the smaller also for sm_80.
+CANDIDATES = (TmaConfig(8, 16, 64, 32, num_warps=4, num_stages=2), TmaConfig(8, 8, 32, 32, num_warps=4, num_stages=2))
+
+
+def applies(groups: int) -> bool:
+    """Whether the descriptor kernel can take this convolution (else the implicit GEMM does)."""
+    return TensorDescriptor is not None and groups == 1
+
+
+@triton.jit
+def _conv_fwd_tma_kernel(x_desc, w_ptr, a_ptr, bias_ptr, y_ptr, Cin, Cout, H, W, CP, NUM_TW, NUM_T, NUM_N,
+                         KS: tl.constexpr, HAS_BIAS: tl.constexpr, IS_FP32: tl.constexpr, PREC: tl.constexpr,
+                         BH: tl.constexpr, BW: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """y tile (BH·BW pixels × BN out-channels of one sample) = Σ_{c-block, t} (A ⊙ box_t) · Wt_t.
+
+    x_desc: B×H×W×CP channels-last (channels ≥ Cin are zero), boxes 1×BH×BW×BK; w: k×k×CP×Cout (tap-major,
+    zero rows ≥ Cin); a: B×Cin×k×k (fp32); y: B×Cout×H×W.
+    """
+    KK: tl.constexpr = KS * KS
+    PAD: tl.constexpr = KS // 2
+    BM: tl.constexpr = BH * BW
+    pid = tl.program_id(0)
+    pid_n = pid % NUM_N
+    rest = pid // NUM_N
+    tile = rest % NUM_T
+    bb = rest // NUM_T
+    h0 = (tile // NUM_TW) * BH
+    w0 = (tile % NUM_TW) * BW
+    offs_m = tl.arange(0, BM)
+    ph = h0 + offs_m // BW
+    pw = w0 + offs_m % BW
+    m_ok = (ph < H) & (pw < W)
+    offs_n = pid_n * BN + tl.arange(0, BN)
+    n_ok = offs_n < Cout
+    offs_k = tl.arange(0, BK)
+    a_base = a_ptr + bb.to(tl.int64) * Cin * KK
+    acc = tl.zeros([BM, BN], dtype=tl.float32)
+    for c0 in range(0, CP, BK):
+        cc = c0 + offs_k
+        c_ok = cc < Cin
+        for t in range(KK):
+            xt = x_desc.load([bb, h0 + t // KS - PAD, w0 + t % KS - PAD, c0]).reshape(BM, BK)
+            av = tl.load(a_base + cc * KK + t, mask=c_ok, other=0.0).to(tl.float32)
+            xs = (xt.to(tl.float32) * av[None, :]).to(xt.dtype)  # A scales the input operand
+            wt = tl.load(w_ptr + (t * CP + cc)[:, None] * Cout + offs_n[None, :], mask=n_ok[None, :], other=0.0)
+            if IS_FP32:
+                acc = tl.dot(xs, wt, acc, input_precision=PREC)
+            else:
+                acc = tl.dot(xs, wt, acc)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_n, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+    y_base = y_ptr + bb.to(tl.int64) * Cout * H * W
+    tl.store(y_base + offs_n[None, :] * H * W + (ph * W + pw)[:, None], acc.to(y_ptr.dtype.element_ty),
+             mask=m_ok[:, None] & n_ok[None, :])
+
+
+def channels_last_padded(x: torch.Tensor, cp: int) -> torch.Tensor:
+    """B×C×H×W → B×H×W×cp (channels ≥ C zero): the layout the descriptor reads."""
+    b, c, h, w = x.shape
+    out = x.new_empty((b, h, w, cp))
+    out[..., c:] = 0
+    out[..., :c] = x.permute(0, 2, 3, 1)
+    return out
+
+
+def modulated_conv_tma(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attn: torch.Tensor,
+                       y: torch.Tensor, cfg: TmaConfig, prec: str) -> torch.Tensor:
+    """Fill y (B×Cout×H×W) with the modulated conv of x (contiguous, groups = 1) by the descriptor kernel."""
+    b, cin, h, w = x.shape
+    cout, _, k, _ = weight.shape
+    cp = triton.cdiv(cin, cfg.BK) * cfg.BK
+    xcl = channels_last_padded(x, cp)
+    wt = x.new_empty((k, k, cp, cout))
+    wt[:, :, cin:] = 0
+    wt[:, :, :cin] = weight.to(x.dtype).permute(2, 3, 1, 0)
+    desc = TensorDescriptor(xcl, list(xcl.shape), list(xcl.stride()), [1, cfg.BH, cfg.BW, cfg.BK])
+    num_tw, num_th, num_n = triton.cdiv(w, cfg.BW), triton.cdiv(h, cfg.BH), triton.cdiv(cout, cfg.BN)
+    _conv_fwd_tma_kernel[(num_n * num_tw * num_th * b,)](
+        desc, wt, attn, bias.contiguous() if bias is not None else y, y, cin, cout, h, w, cp, num_tw, num_tw * num_th, num_n,
+        KS=k, HAS_BIAS=bias is not None, IS_FP32=x.dtype == torch.float32, PREC=prec,
+        BH=cfg.BH, BW=cfg.BW, BN=cfg.BN, BK=cfg.BK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return y
+
+
+__all__ = ["TmaConfig", "CANDIDATES", "applies", "modulated_conv_tma", "channels_last_padded"]
