@@ -18,7 +18,7 @@ k ≤ 7, any groups: the GEMMs carry the group in their grid; no per-sample weig
 Determinism: every output element, and every partial, is computed by one program in a fixed order, and
 partials are reduced in a fixed order: no atomics, bitwise reproducible for a given config. Configs: see
 kernels/_tuning.py (the heuristic below unless a caller, the interpreter or opt-in autotuning picks). conv_fwd's
-candidates also hold the tensor-descriptor kernel of modulated_conv_tma.py (groups = 1).
+and conv_dx's candidates also hold the tensor-descriptor kernels of modulated_conv_tma.py (groups = 1).
 
 Precision: float32 accumulation everywhere. float32 inputs use IEEE dots, or TF32 dots when the user opts in
 with torch.set_float32_matmul_precision("high") (see _launch.dot_precision); bfloat16 and
@@ -109,8 +109,8 @@ def _dwa_heuristic(key: tuple) -> GemmConfig:
     return DWA.candidates[4]
 
 
-FWD = Tuning("conv_fwd", _GEMM + tma.CANDIDATES, _fwd_heuristic)  # + the descriptor kernel (groups = 1)
-DX = Tuning("conv_dx", _GEMM, _dx_heuristic)
+FWD = Tuning("conv_fwd", _GEMM + tma.CANDIDATES, _fwd_heuristic)  # + the descriptor kernels (groups = 1)
+DX = Tuning("conv_dx", _GEMM + tma.CANDIDATES, _dx_heuristic)
 DWA = Tuning(
     "conv_dwa",
     (
@@ -363,8 +363,13 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
     is_fp32 = x.dtype == torch.float32
     prec = dot_precision(x.dtype)
     w_dx = wx.permute(2, 3, 0, 1).contiguous()  # k×k×Cout×Cin_g: contiguous along input channels
+    dx_key = (hw, cin_g, cout_g, k, f"{dtype_name(x.dtype)} {prec}")
 
     def launch_dx(cfg):
+        if isinstance(cfg, tma.TmaConfig):
+            if tma.applies(groups):
+                return tma.modulated_conv_dx_tma(dy, wx, attn, dx, cfg, prec)
+            cfg = DX.heuristic(dx_key)  # another grouping: the implicit GEMM
         num_m, num_n = triton.cdiv(hw, cfg.BM), triton.cdiv(cin_g, cfg.BN)
         _conv_dx_kernel[(num_m * num_n * b * groups,)](
             dy, w_dx, attn, dx, cin, cout, h, w, groups, cin_g, cout_g, num_m, num_n,
@@ -372,7 +377,7 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
             BM=cfg.BM, BN=cfg.BN, BK=cfg.BK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         return dx
 
-    DX.run((hw, cin_g, cout_g, k, f"{dtype_name(x.dtype)} {prec}"), config_dx, dev, launch_dx)
+    DX.run(dx_key, config_dx, dev, launch_dx)
 
     state = {}
 

@@ -1,4 +1,5 @@
-"""The modulated convolution's forward with tensor-descriptor loads: a tuning candidate of conv_fwd.
+"""The modulated convolution's forward and input gradient with tensor-descriptor loads: tuning candidates of
+conv_fwd and conv_dx.
 
 y[b,o,q] = Σ_{c,t} Wt[o,c,t]·A[b,c,t]·x[b,c,q+t] + bias[o], as `_conv_fwd_kernel` of modulated_conv.py, with
 the activations read differently (docs/gpu.md, "Traffic of the convolutions"):
@@ -9,6 +10,8 @@ the activations read differently (docs/gpu.md, "Traffic of the convolutions"):
     memory (UTMALDG in the SASS, pipelined by Triton); the image border is zero-filled by the copy, not masked.
     Elsewhere (sm_80, the interpreter) Triton lowers it to ordinary loads;
   * A[b, c-block, t] scales the box in float32, rounded to x's dtype, as in the implicit-GEMM kernel.
+The input gradient dx[b,c,p] = Σ_{t,o} dy[b,o,p−t]·Wt[o,c,t]·A[b,c,t] reads dy the same way (boxes of a
+channels-last dy shifted by −t); the A scale goes on the weight tile, per input channel, as in `_conv_dx_kernel`.
 
 groups = 1 only (the explainable conv of InterIR); other groupings take the implicit-GEMM kernel. Not the
 default: it becomes one when a GPU measures it faster (INTERIR_TRITON_AUTOTUNE=1 already times it among the
@@ -100,6 +103,50 @@ def _conv_fwd_tma_kernel(x_desc, w_ptr, a_ptr, bias_ptr, y_ptr, Cin, Cout, H, W,
              mask=m_ok[:, None] & n_ok[None, :])
 
 
+@triton.jit
+def _conv_dx_tma_kernel(dy_desc, w_ptr, a_ptr, dx_ptr, Cin, Cout, H, W, OP, NUM_TW, NUM_T, NUM_N,
+                        KS: tl.constexpr, IS_FP32: tl.constexpr, PREC: tl.constexpr,
+                        BH: tl.constexpr, BW: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """dx tile (BH·BW pixels × BN in-channels of one sample) = Σ_{o-block, t} box_{−t}(dy) · (Wt_t ⊙ A[b, :, t]).
+
+    dy_desc: B×H×W×OP channels-last (channels ≥ Cout are zero), boxes 1×BH×BW×BK; w: k×k×OP×Cin (tap-major,
+    zero rows ≥ Cout); a: B×Cin×k×k (fp32); dx: B×Cin×H×W.
+    """
+    KK: tl.constexpr = KS * KS
+    PAD: tl.constexpr = KS // 2
+    BM: tl.constexpr = BH * BW
+    pid = tl.program_id(0)
+    pid_n = pid % NUM_N
+    rest = pid // NUM_N
+    tile = rest % NUM_T
+    bb = rest // NUM_T
+    h0 = (tile // NUM_TW) * BH
+    w0 = (tile % NUM_TW) * BW
+    offs_m = tl.arange(0, BM)
+    ph = h0 + offs_m // BW
+    pw = w0 + offs_m % BW
+    m_ok = (ph < H) & (pw < W)
+    offs_n = pid_n * BN + tl.arange(0, BN)  # input channels
+    n_ok = offs_n < Cin
+    offs_k = tl.arange(0, BK)
+    a_base = a_ptr + bb.to(tl.int64) * Cin * KK
+    acc = tl.zeros([BM, BN], dtype=tl.float32)
+    for o0 in range(0, OP, BK):
+        oo = o0 + offs_k
+        for t in range(KK):
+            dyt = dy_desc.load([bb, h0 - (t // KS - PAD), w0 - (t % KS - PAD), o0]).reshape(BM, BK)
+            av = tl.load(a_base + offs_n * KK + t, mask=n_ok, other=0.0).to(tl.float32)
+            wt = tl.load(w_ptr + (t * OP + oo)[:, None] * Cin + offs_n[None, :], mask=n_ok[None, :], other=0.0)
+            ws = (wt.to(tl.float32) * av[None, :]).to(dyt.dtype)  # per-(b, c, t) scaling
+            if IS_FP32:
+                acc = tl.dot(dyt, ws, acc, input_precision=PREC)
+            else:
+                acc = tl.dot(dyt, ws, acc)
+    dx_base = dx_ptr + bb.to(tl.int64) * Cin * H * W
+    tl.store(dx_base + offs_n[None, :] * H * W + (ph * W + pw)[:, None], acc.to(dx_ptr.dtype.element_ty),
+             mask=m_ok[:, None] & n_ok[None, :])
+
+
 def channels_last_padded(x: torch.Tensor, cp: int) -> torch.Tensor:
     """B×C×H×W → B×H×W×cp (channels ≥ C zero): the layout the descriptor reads."""
     b, c, h, w = x.shape
@@ -128,4 +175,24 @@ def modulated_conv_tma(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return y
 
 
-__all__ = ["TmaConfig", "CANDIDATES", "applies", "modulated_conv_tma", "channels_last_padded"]
+def modulated_conv_dx_tma(dy: torch.Tensor, weight: torch.Tensor, attn: torch.Tensor, dx: torch.Tensor,
+                          cfg: TmaConfig, prec: str) -> torch.Tensor:
+    """Fill dx (B×Cin×H×W) with the input gradient of the modulated conv (groups = 1) given dy (B×Cout×H×W,
+    contiguous, x's dtype) by the descriptor kernel; weight in dy's dtype."""
+    b, cout, h, w = dy.shape
+    cin, k = weight.shape[1], weight.shape[-1]
+    op = triton.cdiv(cout, cfg.BK) * cfg.BK
+    dycl = channels_last_padded(dy, op)
+    wt = dy.new_empty((k, k, op, cin))
+    wt[:, :, cout:] = 0
+    wt[:, :, :cout] = weight.permute(2, 3, 0, 1)
+    desc = TensorDescriptor(dycl, list(dycl.shape), list(dycl.stride()), [1, cfg.BH, cfg.BW, cfg.BK])
+    num_tw, num_th, num_n = triton.cdiv(w, cfg.BW), triton.cdiv(h, cfg.BH), triton.cdiv(cin, cfg.BN)
+    _conv_dx_tma_kernel[(num_n * num_tw * num_th * b,)](
+        desc, wt, attn, dx, cin, cout, h, w, op, num_tw, num_tw * num_th, num_n, KS=k,
+        IS_FP32=dy.dtype == torch.float32, PREC=prec, BH=cfg.BH, BW=cfg.BW, BN=cfg.BN, BK=cfg.BK,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    return dx
+
+
+__all__ = ["TmaConfig", "CANDIDATES", "applies", "modulated_conv_tma", "modulated_conv_dx_tma", "channels_last_padded"]

@@ -15,14 +15,14 @@ Per kernel (kernels/modulated_conv.py; Cg = channels per group, ⌈·⌉ = block
 - conv_fwd_tma (kernels/modulated_conv_tma.py), y tile BH×BW pixels × BN out-channels: every tap loads its
   shifted 1×BH×BW×BK box of the channels-last copy (channels padded to BK), so x is still read k² times per
   output-channel block, by asynchronous copies; the copy itself reads x once and writes it once
-  (`staging_written_bytes`).
+  (`staging_written_bytes`). conv_dx_tma likewise reads dy k² times per input-channel block.
 """
 from __future__ import annotations
 
 import math
 
 ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-KERNELS = ("_conv_fwd_kernel", "_conv_dx_kernel", "_conv_dwa_kernel", "_conv_fwd_tma_kernel")
+KERNELS = ("_conv_fwd_kernel", "_conv_dx_kernel", "_conv_dwa_kernel", "_conv_fwd_tma_kernel", "_conv_dx_tma_kernel")
 
 
 def _blocks(n: int, tile: int) -> int:
@@ -47,17 +47,20 @@ def conv_traffic(kernel: str, tile: dict, shape: dict, element: str) -> dict | N
     weights = cout * cin_g * kk * e
     attention = b * cin * kk * 4
     staging = 0
-    if kernel == "_conv_fwd_tma_kernel":
-        cp = _blocks(cin, tile["BK"]) * tile["BK"]
+    if kernel in ("_conv_fwd_tma_kernel", "_conv_dx_tma_kernel"):
+        forward = kernel == "_conv_fwd_tma_kernel"
+        c_in, c_out = (cin, cout) if forward else (cout, cin)  # the side the boxes read, the side written
+        cp = _blocks(c_in, tile["BK"]) * tile["BK"]
         pixel_blocks = _blocks(shape["h"], tile["BH"]) * _blocks(shape["w"], tile["BW"])
-        other_blocks = _blocks(cout, bn)
-        loads = {"x": kk * other_blocks * b * hw * cp * e,
-                 "weight": b * pixel_blocks * kk * cp * cout * e,
-                 "attention": b * pixel_blocks * other_blocks * kk * cin * 4,
-                 "layout_copy": b * cin * hw * e}
-        staging = b * hw * cp * e + kk * cp * cout * e  # the channels-last x and the tap-major weight
-        written = b * cout * hw * e
-        compulsory = b * cin * hw * e + weights + attention
+        other_blocks = _blocks(c_out, bn)
+        attention_loaded = kk * (cin if forward else bn * _blocks(cp, tile["BK"])) * 4
+        loads = {"x" if forward else "dy": kk * other_blocks * b * hw * cp * e,
+                 "weight": b * pixel_blocks * kk * cp * c_out * e,
+                 "attention": b * pixel_blocks * other_blocks * attention_loaded,
+                 "layout_copy": b * c_in * hw * e}
+        staging = b * hw * cp * e + kk * cp * c_out * e  # the channels-last activations, the tap-major weight
+        written = b * c_out * hw * e
+        compulsory = b * c_in * hw * e + weights + attention
     elif kernel == "_conv_fwd_kernel":
         pixel_blocks, other_blocks = _blocks(hw, bm), _blocks(cout_g, bn)
         loads = {"x": kk * other_blocks * b * cin * hw * e,
