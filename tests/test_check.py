@@ -171,6 +171,9 @@ def test_the_traffic_model_counts_what_the_conv_kernels_load():
     # boxes of 32 (padded) channels: 9 taps × 2 out blocks × 2·256 pixels · 32 · 2 B; the copy reads x once
     assert tma["loaded_bytes"]["x"] == 9 * 2 * 2 * 256 * 32 * 2 and tma["loaded_bytes"]["layout_copy"] == 2 * 32 * 256 * 2
     assert tma["staging_written_bytes"] == 2 * 256 * 32 * 2 + 9 * 32 * 48 * 2
+    dx_tma = conv_traffic("_conv_dx_tma_kernel", dict(BH=8, BW=8, BN=32, BK=32), shape, "bf16")
+    # dy's 48 channels pad to 64; 32 input channels make one block; the copy reads dy once
+    assert dx_tma["loaded_bytes"]["dy"] == 9 * 1 * 2 * 256 * 64 * 2 and dx_tma["loaded_bytes"]["layout_copy"] == 2 * 48 * 256 * 2
     assert conv_traffic("_chain_kernel", dict(BM=16, BN=16, BK=16), shape, "fp32") is None
 
 
