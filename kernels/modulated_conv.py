@@ -17,8 +17,8 @@ k ≤ 7, any groups: the GEMMs carry the group in their grid; no per-sample weig
 
 Determinism: every output element, and every partial, is computed by one program in a fixed order, and
 partials are reduced in a fixed order: no atomics, bitwise reproducible for a given config. Configs: see
-kernels/_tuning.py (the heuristic below unless a caller, the interpreter or opt-in autotuning picks). conv_fwd's
-and conv_dx's candidates also hold the tensor-descriptor kernels of modulated_conv_tma.py (groups = 1).
+kernels/_tuning.py (the heuristic below unless a caller, the interpreter or opt-in autotuning picks). The
+candidates of all three also hold the tensor-descriptor kernels of modulated_conv_tma.py (groups = 1).
 
 Precision: float32 accumulation everywhere. float32 inputs use IEEE dots, or TF32 dots when the user opts in
 with torch.set_float32_matmul_precision("high") (see _launch.dot_precision); bfloat16 and
@@ -120,7 +120,7 @@ DWA = Tuning(
         GemmConfig(32, 32, 16, num_warps=4, num_stages=2),
         GemmConfig(64, 64, 32, num_warps=8, num_stages=2),
         GemmConfig(32, 32, 32, num_warps=4, num_stages=2),
-    ),
+    ) + tma.DWA_CANDIDATES,
     _dwa_heuristic,
 )
 
@@ -380,8 +380,19 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
     DX.run(dx_key, config_dx, dev, launch_dx)
 
     state = {}
+    dwa_key = (cin_g, cout_g, hw, k, b, f"{dtype_name(x.dtype)} {prec}")
 
     def launch_dwa(cfg):
+        if isinstance(cfg, tma.TmaConfig) and not tma.applies(groups):
+            cfg = DWA.heuristic(dwa_key)  # another grouping: the implicit GEMM
+        if isinstance(cfg, tma.TmaConfig):
+            num_c, num_o = triton.cdiv(cin, cfg.BK), triton.cdiv(cout, cfg.BN)
+            per, chunks = _dwa_chunks(b, kk * num_c * num_o)
+            dwp = new_output((chunks, cout, cin, kk), torch.float32, dev)
+            dap = new_output((num_o, b, cin, kk), torch.float32, dev)
+            tma.weight_grad_partials_tma(x, dy, wx, attn, dwp, dap, per, cfg, prec)
+            state["partials"] = (dwp, dap)
+            return dwp
         num_c, num_o = triton.cdiv(cin_g, cfg.BM), triton.cdiv(cout_g, cfg.BN)
         per, chunks = _dwa_chunks(b, kk * groups * num_c * num_o)
         dwp = new_output((chunks, cout, cin_g, kk), torch.float32, dev)
@@ -393,7 +404,7 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
         state["partials"] = (dwp, dap)
         return dwp
 
-    DWA.run((cin_g, cout_g, hw, k, b, f"{dtype_name(x.dtype)} {prec}"), config_dwa, dev, launch_dwa)
+    DWA.run(dwa_key, config_dwa, dev, launch_dwa)
     dwp, dap = state["partials"]
     sum_rows(dwp, dweight)
     sum_rows(dap, dattn)

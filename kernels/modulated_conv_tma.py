@@ -1,5 +1,5 @@
-"""The modulated convolution's forward and input gradient with tensor-descriptor loads: tuning candidates of
-conv_fwd and conv_dx.
+"""The modulated convolution's three passes with tensor-descriptor loads: tuning candidates of conv_fwd, conv_dx
+and conv_dwa.
 
 y[b,o,q] = Σ_{c,t} Wt[o,c,t]·A[b,c,t]·x[b,c,q+t] + bias[o], as `_conv_fwd_kernel` of modulated_conv.py, with
 the activations read differently (docs/gpu.md, "Traffic of the convolutions"):
@@ -12,6 +12,9 @@ the activations read differently (docs/gpu.md, "Traffic of the convolutions"):
   * A[b, c-block, t] scales the box in float32, rounded to x's dtype, as in the implicit-GEMM kernel.
 The input gradient dx[b,c,p] = Σ_{t,o} dy[b,o,p−t]·Wt[o,c,t]·A[b,c,t] reads dy the same way (boxes of a
 channels-last dy shifted by −t); the A scale goes on the weight tile, per input channel, as in `_conv_dx_kernel`.
+The weight-side gradients G_b[c,o] = Σ_q x[b,c,q+t]·dy[b,o,q] take, per BH×BW patch of pixels q, one x box shifted
+by t and one dy box, and multiply the transposed x box by the dy box; the rest is `_conv_dwa_kernel`'s (the same
+partials, summed in the same fixed order by the caller).
 
 groups = 1 only (the explainable conv of InterIR); other groupings take the implicit-GEMM kernel. Not the
 default: it becomes one when a GPU measures it faster (INTERIR_TRITON_AUTOTUNE=1 already times it among the
@@ -49,6 +52,8 @@ class TmaConfig:
 # Both compile without a spill for sm_90 and sm_120 in bfloat16, float32 with TF32 and IEEE dots (Triton 3.9),
 # and the smaller also for sm_80.
 CANDIDATES = (TmaConfig(8, 16, 64, 32, num_warps=4, num_stages=2), TmaConfig(8, 8, 32, 32, num_warps=4, num_stages=2))
+# conv_dwa: BH×BW pixels per step, BK in-channels × BN out-channels per program.
+DWA_CANDIDATES = (TmaConfig(4, 8, 32, 32, num_warps=4, num_stages=2), TmaConfig(8, 8, 32, 32, num_warps=4, num_stages=2))
 
 
 def applies(groups: int) -> bool:
@@ -147,6 +152,56 @@ def _conv_dx_tma_kernel(dy_desc, w_ptr, a_ptr, dx_ptr, Cin, Cout, H, W, OP, NUM_
              mask=m_ok[:, None] & n_ok[None, :])
 
 
+@triton.jit
+def _conv_dwa_tma_kernel(x_desc, dy_desc, w_ptr, a_ptr, dwp_ptr, dap_ptr, B, Cin, Cout, H, W, B_PER, NUM_C, NUM_O,
+                         NUM_QW, NUM_Q, KS: tl.constexpr, IS_FP32: tl.constexpr, PREC: tl.constexpr,
+                         BH: tl.constexpr, BW: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
+    """Weight-side gradients of one tap t for BK in-channels × BN out-channels over the samples of batch chunk s:
+    G_b = Σ_q x[b, c, q+t]·dy[b, o, q] (a BH×BW patch of q per step); dap[o-block, b, c, t] = Σ_o Wt[o,c,t]·G_b,
+    dwp[s, o, c, t] = Σ_{b in chunk} A[b,c,t]·G_b. x_desc: B×H×W×CP boxes 1×BH×BW×BK; dy_desc: B×H×W×OP boxes
+    1×BH×BW×BN (channels-last, zero-padded); w: Cout×Cin×k×k; a: B×Cin×k×k (fp32); partials float32."""
+    KK: tl.constexpr = KS * KS
+    PAD: tl.constexpr = KS // 2
+    BQ: tl.constexpr = BH * BW
+    pid = tl.program_id(0)
+    pid_o = pid % NUM_O
+    rest = pid // NUM_O
+    pid_c = rest % NUM_C
+    rest = rest // NUM_C
+    t = rest % KK
+    s = rest // KK
+    dh = t // KS - PAD
+    dw = t % KS - PAD
+    offs_c = pid_c * BK + tl.arange(0, BK)
+    c_ok = offs_c < Cin
+    offs_o = pid_o * BN + tl.arange(0, BN)
+    o_ok = offs_o < Cout
+    co_ok = c_ok[:, None] & o_ok[None, :]
+    wt = tl.load(w_ptr + (offs_o[None, :] * Cin + offs_c[:, None]) * KK + t, mask=co_ok, other=0.0).to(tl.float32)
+    dw_acc = tl.zeros([BK, BN], dtype=tl.float32)
+    b_lo = s * B_PER
+    b_hi = tl.minimum(b_lo + B_PER, B)
+    for i in range(0, b_hi - b_lo):
+        bb = b_lo + i
+        gacc = tl.zeros([BK, BN], dtype=tl.float32)
+        for qi in range(0, NUM_Q):
+            qh0 = (qi // NUM_QW) * BH
+            qw0 = (qi % NUM_QW) * BW
+            xt = x_desc.load([bb, qh0 + dh, qw0 + dw, pid_c * BK]).reshape(BQ, BK)
+            dyt = dy_desc.load([bb, qh0, qw0, pid_o * BN]).reshape(BQ, BN)
+            if IS_FP32:
+                gacc = tl.dot(tl.trans(xt), dyt, gacc, input_precision=PREC)
+            else:
+                gacc = tl.dot(tl.trans(xt), dyt, gacc)
+        b64 = bb.to(tl.int64)
+        av = tl.load(a_ptr + (b64 * Cin + offs_c) * KK + t, mask=c_ok, other=0.0).to(tl.float32)
+        dw_acc += gacc * av[:, None]
+        da = tl.sum(gacc * wt, axis=1)
+        tl.store(dap_ptr + ((pid_o * B + b64) * Cin + offs_c) * KK + t, da, mask=c_ok)
+    s64 = s.to(tl.int64)
+    tl.store(dwp_ptr + ((s64 * Cout + offs_o[None, :]) * Cin + offs_c[:, None]) * KK + t, dw_acc, mask=co_ok)
+
+
 def channels_last_padded(x: torch.Tensor, cp: int) -> torch.Tensor:
     """B×C×H×W → B×H×W×cp (channels ≥ C zero): the layout the descriptor reads."""
     b, c, h, w = x.shape
@@ -195,4 +250,25 @@ def modulated_conv_dx_tma(dy: torch.Tensor, weight: torch.Tensor, attn: torch.Te
     return dx
 
 
-__all__ = ["TmaConfig", "CANDIDATES", "applies", "modulated_conv_tma", "modulated_conv_dx_tma", "channels_last_padded"]
+def weight_grad_partials_tma(x: torch.Tensor, dy: torch.Tensor, weight: torch.Tensor, attn: torch.Tensor,
+                             dwp: torch.Tensor, dap: torch.Tensor, per: int, cfg: TmaConfig, prec: str) -> None:
+    """Fill the partials of `_conv_dwa_kernel` (dwp: chunks×Cout×Cin×k², dap: ⌈Cout/BN⌉×B×Cin×k², float32) by the
+    descriptor kernel; `per` samples a chunk. x, dy contiguous in one dtype, groups = 1."""
+    b, cin, h, w = x.shape
+    cout, k = dy.shape[1], weight.shape[-1]
+    kk = k * k
+    xcl = channels_last_padded(x, triton.cdiv(cin, cfg.BK) * cfg.BK)
+    dycl = channels_last_padded(dy, triton.cdiv(cout, cfg.BN) * cfg.BN)
+    x_desc = TensorDescriptor(xcl, list(xcl.shape), list(xcl.stride()), [1, cfg.BH, cfg.BW, cfg.BK])
+    dy_desc = TensorDescriptor(dycl, list(dycl.shape), list(dycl.stride()), [1, cfg.BH, cfg.BW, cfg.BN])
+    num_c, num_o = triton.cdiv(cin, cfg.BK), triton.cdiv(cout, cfg.BN)
+    num_qw = triton.cdiv(w, cfg.BW)
+    chunks = dwp.shape[0]
+    _conv_dwa_tma_kernel[(chunks * kk * num_c * num_o,)](
+        x_desc, dy_desc, weight, attn, dwp, dap, b, cin, cout, h, w, per, num_c, num_o, num_qw,
+        num_qw * triton.cdiv(h, cfg.BH), KS=k, IS_FP32=x.dtype == torch.float32, PREC=prec,
+        BH=cfg.BH, BW=cfg.BW, BN=cfg.BN, BK=cfg.BK, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+__all__ = ["TmaConfig", "CANDIDATES", "DWA_CANDIDATES", "applies", "modulated_conv_tma", "modulated_conv_dx_tma",
+           "weight_grad_partials_tma", "channels_last_padded"]

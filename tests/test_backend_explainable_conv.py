@@ -310,21 +310,21 @@ def test_each_triton_config_alone(kind, index):
 
 @pytest.mark.parametrize("k, with_bias, groups", [(3, True, 1), (5, False, 1), (3, True, 2)])
 def test_descriptor_kernels_on_odd_shapes_and_several_blocks(k, with_bias, groups, monkeypatch):
-    """The tensor-descriptor forward and dx (kernels/modulated_conv_tma.py): patches, channel and output blocks
-    that do not divide the odd map and channel counts, the zero-filled border for k = 3 and 5; groups = 2 falls
-    back to the implicit GEMM."""
+    """The tensor-descriptor forward, dx and dW/dA (kernels/modulated_conv_tma.py): patches, channel and output
+    blocks that do not divide the odd map and channel counts, the zero-filled border for k = 3 and 5, two batch
+    chunks of partials; groups = 2 falls back to the implicit GEMM."""
     _triton_only()
     from interir.kernels import modulated_conv_tma as tma
 
     cfg = tma.TmaConfig(4, 8, 16, 16, num_warps=4, num_stages=2)
     calls = []
-    for name in ("modulated_conv_tma", "modulated_conv_dx_tma"):
+    for name in ("modulated_conv_tma", "modulated_conv_dx_tma", "weight_grad_partials_tma"):
         kernel = getattr(tma, name)
         monkeypatch.setattr(tma, name, lambda *a, kernel=kernel, name=name: calls.append(name) or kernel(*a))
     x, weight, bias, attn, dy = _conv_inputs(2, 40, 34, 11, 19, k, groups)
     y = triton_conv.modulated_conv(x, weight, bias if with_bias else None, attn, groups, config=cfg)
-    grads = triton_conv.modulated_conv_backward(dy, x, weight, attn, groups, config_dx=cfg)
-    assert calls == (["modulated_conv_tma", "modulated_conv_dx_tma"] if groups == 1 else [])
+    grads = triton_conv.modulated_conv_backward(dy, x, weight, attn, groups, config_dx=cfg, config_dwa=cfg)
+    assert calls == (["modulated_conv_tma", "modulated_conv_dx_tma", "weight_grad_partials_tma"] if groups == 1 else [])
     check_bias = bias if with_bias else torch.zeros_like(bias)
     _check_conv((y,) + tuple(grads), x, weight, check_bias, attn, dy, groups, torch.float32, f"{cfg}: ")
 

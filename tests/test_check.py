@@ -174,6 +174,10 @@ def test_the_traffic_model_counts_what_the_conv_kernels_load():
     dx_tma = conv_traffic("_conv_dx_tma_kernel", dict(BH=8, BW=8, BN=32, BK=32), shape, "bf16")
     # dy's 48 channels pad to 64; 32 input channels make one block; the copy reads dy once
     assert dx_tma["loaded_bytes"]["dy"] == 9 * 1 * 2 * 256 * 64 * 2 and dx_tma["loaded_bytes"]["layout_copy"] == 2 * 48 * 256 * 2
+    dwa_tma = conv_traffic("_conv_dwa_tma_kernel", dict(BH=4, BW=8, BN=32, BK=32), shape, "bf16")
+    # 1 in-channel block of 32, 2 out-channel blocks of 32 (48 → 64 padded)
+    assert dwa_tma["loaded_bytes"]["x"] == 9 * 2 * 2 * 256 * 32 * 2 and dwa_tma["loaded_bytes"]["dy"] == 9 * 1 * 2 * 256 * 64 * 2
+    assert dwa_tma["staging_written_bytes"] == 2 * 256 * (32 + 64) * 2
     assert conv_traffic("_chain_kernel", dict(BM=16, BN=16, BK=16), shape, "fp32") is None
 
 

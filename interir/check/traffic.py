@@ -15,14 +15,16 @@ Per kernel (kernels/modulated_conv.py; Cg = channels per group, ⌈·⌉ = block
 - conv_fwd_tma (kernels/modulated_conv_tma.py), y tile BH×BW pixels × BN out-channels: every tap loads its
   shifted 1×BH×BW×BK box of the channels-last copy (channels padded to BK), so x is still read k² times per
   output-channel block, by asynchronous copies; the copy itself reads x once and writes it once
-  (`staging_written_bytes`). conv_dx_tma likewise reads dy k² times per input-channel block.
+  (`staging_written_bytes`). conv_dx_tma likewise reads dy k² times per input-channel block, and conv_dwa_tma
+  x k² times per out-channel block and dy k² times per in-channel block, as conv_dwa.
 """
 from __future__ import annotations
 
 import math
 
 ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-KERNELS = ("_conv_fwd_kernel", "_conv_dx_kernel", "_conv_dwa_kernel", "_conv_fwd_tma_kernel", "_conv_dx_tma_kernel")
+KERNELS = ("_conv_fwd_kernel", "_conv_dx_kernel", "_conv_dwa_kernel", "_conv_fwd_tma_kernel", "_conv_dx_tma_kernel",
+           "_conv_dwa_tma_kernel")
 
 
 def _blocks(n: int, tile: int) -> int:
@@ -47,7 +49,20 @@ def conv_traffic(kernel: str, tile: dict, shape: dict, element: str) -> dict | N
     weights = cout * cin_g * kk * e
     attention = b * cin * kk * 4
     staging = 0
-    if kernel in ("_conv_fwd_tma_kernel", "_conv_dx_tma_kernel"):
+    if kernel == "_conv_dwa_tma_kernel":
+        from interir.kernels.modulated_conv import _dwa_chunks
+
+        cp, op = _blocks(cin, tile["BK"]) * tile["BK"], _blocks(cout, bn) * bn
+        c_blocks, o_blocks = _blocks(cin, tile["BK"]), _blocks(cout, bn)
+        other_blocks = o_blocks
+        chunks = _dwa_chunks(b, kk * c_blocks * o_blocks)[1]
+        loads = {"x": kk * o_blocks * b * hw * cp * e, "dy": kk * c_blocks * b * hw * op * e,
+                 "weight": chunks * weights, "attention": o_blocks * attention,
+                 "layout_copy": b * (cin + cout) * hw * e}
+        staging = b * hw * (cp + op) * e
+        written = (chunks * cout * cin * kk + o_blocks * b * cin * kk) * 4
+        compulsory = b * (cin + cout) * hw * e + weights + attention
+    elif kernel in ("_conv_fwd_tma_kernel", "_conv_dx_tma_kernel"):
         forward = kernel == "_conv_fwd_tma_kernel"
         c_in, c_out = (cin, cout) if forward else (cout, cin)  # the side the boxes read, the side written
         cp = _blocks(c_in, tile["BK"]) * tile["BK"]
