@@ -62,6 +62,22 @@ def applies(groups: int) -> bool:
 
 
 @triton.jit
+def _patch_tile(H, W, NUM_TW, NUM_T, NUM_N, BH: tl.constexpr, BW: tl.constexpr):
+    """This program's tile of a patch grid (sample, BH×BW pixel patch, channel block; channel block fastest):
+    (channel block, sample, patch row, patch column, pixel rows and columns of its BH·BW pixels, in-image mask)."""
+    pid = tl.program_id(0)
+    pid_n = pid % NUM_N
+    rest = pid // NUM_N
+    tile = rest % NUM_T
+    h0 = (tile // NUM_TW) * BH
+    w0 = (tile % NUM_TW) * BW
+    offs_m = tl.arange(0, BH * BW)
+    ph = h0 + offs_m // BW
+    pw = w0 + offs_m % BW
+    return pid_n, rest // NUM_T, h0, w0, ph, pw, (ph < H) & (pw < W)
+
+
+@triton.jit
 def _conv_fwd_tma_kernel(x_desc, w_ptr, a_ptr, bias_ptr, y_ptr, Cin, Cout, H, W, CP, NUM_TW, NUM_T, NUM_N,
                          KS: tl.constexpr, HAS_BIAS: tl.constexpr, IS_FP32: tl.constexpr, PREC: tl.constexpr,
                          BH: tl.constexpr, BW: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
@@ -73,17 +89,7 @@ def _conv_fwd_tma_kernel(x_desc, w_ptr, a_ptr, bias_ptr, y_ptr, Cin, Cout, H, W,
     KK: tl.constexpr = KS * KS
     PAD: tl.constexpr = KS // 2
     BM: tl.constexpr = BH * BW
-    pid = tl.program_id(0)
-    pid_n = pid % NUM_N
-    rest = pid // NUM_N
-    tile = rest % NUM_T
-    bb = rest // NUM_T
-    h0 = (tile // NUM_TW) * BH
-    w0 = (tile % NUM_TW) * BW
-    offs_m = tl.arange(0, BM)
-    ph = h0 + offs_m // BW
-    pw = w0 + offs_m % BW
-    m_ok = (ph < H) & (pw < W)
+    pid_n, bb, h0, w0, ph, pw, m_ok = _patch_tile(H, W, NUM_TW, NUM_T, NUM_N, BH, BW)
     offs_n = pid_n * BN + tl.arange(0, BN)
     n_ok = offs_n < Cout
     offs_k = tl.arange(0, BK)
@@ -120,17 +126,7 @@ def _conv_dx_tma_kernel(dy_desc, w_ptr, a_ptr, dx_ptr, Cin, Cout, H, W, OP, NUM_
     KK: tl.constexpr = KS * KS
     PAD: tl.constexpr = KS // 2
     BM: tl.constexpr = BH * BW
-    pid = tl.program_id(0)
-    pid_n = pid % NUM_N
-    rest = pid // NUM_N
-    tile = rest % NUM_T
-    bb = rest // NUM_T
-    h0 = (tile // NUM_TW) * BH
-    w0 = (tile % NUM_TW) * BW
-    offs_m = tl.arange(0, BM)
-    ph = h0 + offs_m // BW
-    pw = w0 + offs_m % BW
-    m_ok = (ph < H) & (pw < W)
+    pid_n, bb, h0, w0, ph, pw, m_ok = _patch_tile(H, W, NUM_TW, NUM_T, NUM_N, BH, BW)
     offs_n = pid_n * BN + tl.arange(0, BN)  # input channels
     n_ok = offs_n < Cin
     offs_k = tl.arange(0, BK)

@@ -1,8 +1,10 @@
 """Shared test helpers: fresh seeds per test, and a perturbation that wakes up zero-initialised branches."""
 import importlib
+import importlib.util
 import os
 import random
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -133,3 +135,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def load_script(name: str):
+    """scripts/<name>.py imported as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

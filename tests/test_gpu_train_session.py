@@ -1,17 +1,14 @@
 """scripts/gpu_train_session.py (docs/gpu.md, "Training on a leased GPU"): probe, train, eval and pack, through
 its --dry-run on this CPU; the packing limits and the group rule on their own."""
-import importlib.util
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_script
 from tests.test_train import _photos
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("gpu_train_session", ROOT / "scripts" / "gpu_train_session.py")
-session = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(session)
+session = load_script("gpu_train_session")
 
 
 def _config(folder: Path, name: str, root: Path, seed: int) -> Path:

@@ -1,20 +1,16 @@
 """scripts/prepare_demo_photos.py --wallpapers: the largest version of each wallpaper, scaled to ≤ 1280 pixels."""
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "prepare_demo_photos.py"
+from tests.conftest import load_script
 
 
 @pytest.fixture
 def script():
-    spec = importlib.util.spec_from_file_location("prepare_demo_photos", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("prepare_demo_photos")
 
 
 def _image(path: Path, w: int, h: int, value: int) -> None:

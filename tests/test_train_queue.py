@@ -1,18 +1,16 @@
 """scripts/train_queue.py (docs/ablation.md): configs trained in turn, resumed across calls, each evaluation kept
 beside its config; shards split the list."""
-import importlib.util
 import json
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_script
 from tests.test_train import _photos
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("train_queue", ROOT / "scripts" / "train_queue.py")
-queue = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(queue)
+queue = load_script("train_queue")
 
 
 def _config(folder: Path, name: str, photos: Path, steps: int) -> Path:
