@@ -20,6 +20,7 @@ with glibc this does nothing.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -41,8 +42,9 @@ def choice() -> str:
     return value
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc():
-    """The running glibc, or None (another C library, or not Linux)."""
+    """The running glibc, or None (another C library, or not Linux); looked up once (release runs every tile)."""
     if not sys.platform.startswith("linux"):
         return None
     try:

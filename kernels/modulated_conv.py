@@ -291,6 +291,13 @@ def _conv_dwa_kernel(x_ptr, dy_ptr, w_ptr, a_ptr, dwp_ptr, dap_ptr,
     tl.store(dwp_ptr + ((s64 * Cout + o_glob[None, :]) * CIN_G + offs_c[:, None]) * KK + t, dw_acc, mask=co_ok)
 
 
+def _launchable(cfg, tuning: Tuning, key: tuple, groups: int):
+    """`cfg`, or the heuristic's implicit-GEMM config where a descriptor config cannot take this grouping."""
+    if isinstance(cfg, tma.TmaConfig) and not tma.applies(groups):
+        return tuning.heuristic(key)
+    return cfg
+
+
 def modulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, attn: torch.Tensor,
                    groups: int = 1, *, config=None) -> torch.Tensor:
     """y[b,o] = Σ_{c,t} Wt[o,c,t]·A[b,c,t]·x[b,c,·+t] + bias[o] ('same' padding) in x's dtype."""
@@ -314,10 +321,9 @@ def modulated_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     key = (hw, cout_g, cin_g, k, f"{dtype_name(x.dtype)} {prec}")
 
     def launch(cfg):
+        cfg = _launchable(cfg, FWD, key, groups)
         if isinstance(cfg, tma.TmaConfig):
-            if tma.applies(groups):
-                return tma.modulated_conv_tma(x, weight, bias, attn, y, cfg, prec)
-            cfg = FWD.heuristic(key)  # another grouping: the implicit GEMM
+            return tma.modulated_conv_tma(x, weight, bias, attn, y, cfg, prec)
         num_m, num_n = triton.cdiv(hw, cfg.BM), triton.cdiv(cout_g, cfg.BN)
         _conv_fwd_kernel[(num_m * num_n * b * groups,)](
             x, wt, attn, bias_arg, y, cin, cout, h, w, groups, cin_g, cout_g, num_m, num_n,
@@ -366,10 +372,9 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
     dx_key = (hw, cin_g, cout_g, k, f"{dtype_name(x.dtype)} {prec}")
 
     def launch_dx(cfg):
+        cfg = _launchable(cfg, DX, dx_key, groups)
         if isinstance(cfg, tma.TmaConfig):
-            if tma.applies(groups):
-                return tma.modulated_conv_dx_tma(dy, wx, attn, dx, cfg, prec)
-            cfg = DX.heuristic(dx_key)  # another grouping: the implicit GEMM
+            return tma.modulated_conv_dx_tma(dy, wx, attn, dx, cfg, prec)
         num_m, num_n = triton.cdiv(hw, cfg.BM), triton.cdiv(cin_g, cfg.BN)
         _conv_dx_kernel[(num_m * num_n * b * groups,)](
             dy, w_dx, attn, dx, cin, cout, h, w, groups, cin_g, cout_g, num_m, num_n,
@@ -383,8 +388,7 @@ def modulated_conv_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: torch
     dwa_key = (cin_g, cout_g, hw, k, b, f"{dtype_name(x.dtype)} {prec}")
 
     def launch_dwa(cfg):
-        if isinstance(cfg, tma.TmaConfig) and not tma.applies(groups):
-            cfg = DWA.heuristic(dwa_key)  # another grouping: the implicit GEMM
+        cfg = _launchable(cfg, DWA, dwa_key, groups)
         if isinstance(cfg, tma.TmaConfig):
             num_c, num_o = triton.cdiv(cin, cfg.BK), triton.cdiv(cout, cfg.BN)
             per, chunks = _dwa_chunks(b, kk * num_c * num_o)
