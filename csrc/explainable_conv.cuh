@@ -180,6 +180,30 @@ INTERIR_HD void conv_forward_point(const T* x, const T* weight, const float* bia
   }
 }
 
+// ------------------------------------------------------------------- operands of the tensor-core convolutions
+
+// Wm_b[o, (c_local, t)] = W[o, c_local, t]·A[b, c, t] rounded to T, as the reference forms its modulated kernel
+// (A rounded to T first, the product rounded to T); o_local is within group g, k = c_local·k² + t.
+template <typename T>
+INTERIR_HD T modulated_weight(const T* weight, const float* attn, const ConvShape& s, int b, int g, int o_local,
+                              int k) {
+  const int taps = s.taps();
+  const int o = g * s.cout_g() + o_local;
+  const int c = g * s.cin_g() + k / taps;
+  const float w = to_float(weight[static_cast<int64_t>(o) * s.cin_g() * taps + k]);
+  const float a = to_float(static_cast<T>(attn[(static_cast<int64_t>(b) * s.Cin + c) * taps + k % taps]));
+  return static_cast<T>(w * a);
+}
+
+// plane[(h, w) + dir·(tap t − pad)] for pixel n = h·W + w of an H×W plane, zero outside ("same" padding).
+template <typename T>
+INTERIR_HD T tap_value(const T* plane, const ConvShape& s, int t, int n, int dir) {
+  const int pad = s.k / 2;
+  const int hh = n / s.W + dir * (t / s.k - pad);
+  const int ww = n % s.W + dir * (t % s.k - pad);
+  return hh >= 0 && hh < s.H && ww >= 0 && ww < s.W ? plane[static_cast<int64_t>(hh) * s.W + ww] : static_cast<T>(0.f);
+}
+
 // Threads of dx: one per (b, group, tile of kConvTile input channels, pixel), pixel fastest.
 INTERIR_HD int64_t conv_input_grad_threads(const ConvShape& s) {
   return static_cast<int64_t>(s.B) * s.groups * ceil_div(s.cin_g(), kConvTile) * s.hw();

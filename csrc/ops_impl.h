@@ -15,6 +15,7 @@
 #include "explainable_conv.cuh"
 #include "fft_loss.cuh"
 #include "kron.cuh"
+#include "mma_gemm.cuh"
 #include "ops.h"
 
 #if defined(__CUDACC__)
@@ -164,9 +165,85 @@ inline ConvShape conv_shape(const at::Tensor& x, const at::Tensor& weight, int64
   const int64_t taps = weight.size(2) * weight.size(3);
   TORCH_CHECK(weight.numel() < kMaxIndex32 && x.size(0) * x.size(1) * taps < kMaxIndex32,
               "interir._C modulated_conv: the weight and the attention must have fewer than 2^31 elements");
+  TORCH_CHECK(x.size(2) * x.size(3) < kMaxIndex32, "interir._C modulated_conv: a map must have fewer than 2^31 pixels");
   return ConvShape{static_cast<int>(x.size(0)), static_cast<int>(x.size(1)), static_cast<int>(weight.size(0)),
                    static_cast<int>(x.size(2)), static_cast<int>(x.size(3)), static_cast<int>(weight.size(3)),
                    static_cast<int>(groups)};
+}
+
+// Whether the convolutions of dtype T run as implicit GEMMs on tensor cores (docs/gpu.md): bf16 and fp16
+// always; float32 only when the user opted in to TF32 for float32 matrix products
+// (torch.set_float32_matmul_precision("high"), as the Triton kernels do). INTERIR_CUDA_TENSOR_CORES=0 keeps the
+// FFMA kernels (for comparisons).
+template <typename T>
+bool use_tensor_cores() {
+  const char* env = std::getenv("INTERIR_CUDA_TENSOR_CORES");
+  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  if constexpr (sizeof(T) == 4) return at::globalContext().allowTF32CuBLAS();
+  return true;
+}
+
+// The forward as one implicit GEMM per (b, group): y[o, p] = Σ_{(c,t)} Wm_b[o, (c,t)]·x[c, p + t − pad], with
+// Wm_b = W·A rounded to T (the reference's modulated kernel) and the shifted x gathered with zero padding.
+template <typename T>
+void conv_forward_mma(const T* xp, const T* wp, const float* bias, const float* attn, T* yp, const ConvShape& s) {
+  const GemmShape g{s.B * s.groups, s.cout_g(), static_cast<int>(s.hw()), s.cin_g() * s.taps()};
+  auto load_a = [=] INTERIR_LAMBDA(int bg, int m, int k) {
+    return modulated_weight<T>(wp, attn, s, bg / s.groups, bg % s.groups, m, k);
+  };
+  auto load_b = [=] INTERIR_LAMBDA(int bg, int k, int n) {
+    const int c = (bg % s.groups) * s.cin_g() + k / s.taps();
+    return tap_value(xp + (static_cast<int64_t>(bg / s.groups) * s.Cin + c) * s.hw(), s, k % s.taps(), n, +1);
+  };
+  auto epilogue = [=] INTERIR_LAMBDA(int bg, int m, int n, float v) {
+    const int o = (bg % s.groups) * s.cout_g() + m;
+    const int64_t b = bg / s.groups;
+    yp[(b * s.Cout + o) * s.hw() + n] = static_cast<T>(v + (bias != nullptr ? bias[o] : 0.f));
+  };
+  warp_gemm<T>(g, load_a, load_b, epilogue);
+}
+
+// dx as one implicit GEMM per (b, group): dx[c, p] = Σ_{(o,t)} Wm_b[o, c, t]·dy[o, p − t + pad].
+template <typename T>
+void conv_input_grad_mma(const T* gp, const T* wp, const float* attn, T* dxp, const ConvShape& s) {
+  const GemmShape g{s.B * s.groups, s.cin_g(), static_cast<int>(s.hw()), s.cout_g() * s.taps()};
+  auto load_a = [=] INTERIR_LAMBDA(int bg, int m, int k) {
+    const int taps = s.taps();
+    return modulated_weight<T>(wp, attn, s, bg / s.groups, bg % s.groups,
+                               k / taps, m * taps + k % taps);
+  };
+  auto load_b = [=] INTERIR_LAMBDA(int bg, int k, int n) {
+    const int o = (bg % s.groups) * s.cout_g() + k / s.taps();
+    return tap_value(gp + (static_cast<int64_t>(bg / s.groups) * s.Cout + o) * s.hw(), s, k % s.taps(), n, -1);
+  };
+  auto epilogue = [=] INTERIR_LAMBDA(int bg, int m, int n, float v) {
+    const int64_t b = bg / s.groups;
+    const int c = (bg % s.groups) * s.cin_g() + m;
+    dxp[(b * s.Cin + c) * s.hw() + n] = static_cast<T>(v);
+  };
+  warp_gemm<T>(g, load_a, load_b, epilogue);
+}
+
+// The per-sample kernel gradient as one implicit GEMM per (b, group), summed over the pixels in a fixed order:
+// dK_b[o, (c,t)] = Σ_p dy[o, p]·x[c, p + t − pad]  (float32, B×Cout×Cin/g×k²).
+template <typename T>
+void conv_kernel_grad_mma(const T* gp, const T* xp, const ConvShape& s, float* dk) {
+  const GemmShape g{s.B * s.groups, s.cout_g(), s.cin_g() * s.taps(), static_cast<int>(s.hw())};
+  auto load_a = [=] INTERIR_LAMBDA(int bg, int m, int k) {
+    const int64_t b = bg / s.groups;
+    const int o = (bg % s.groups) * s.cout_g() + m;
+    return gp[(b * s.Cout + o) * s.hw() + k];
+  };
+  auto load_b = [=] INTERIR_LAMBDA(int bg, int k, int n) {
+    const int c = (bg % s.groups) * s.cin_g() + n / s.taps();
+    return tap_value(xp + (static_cast<int64_t>(bg / s.groups) * s.Cin + c) * s.hw(), s, n % s.taps(), k, +1);
+  };
+  auto epilogue = [=] INTERIR_LAMBDA(int bg, int m, int n, float v) {
+    const int64_t b = bg / s.groups;
+    const int o = (bg % s.groups) * s.cout_g() + m;
+    dk[(b * s.Cout + o) * s.cin_g() * s.taps() + n] = v;
+  };
+  warp_gemm<T>(g, load_a, load_b, epilogue);
 }
 
 template <typename T>
@@ -175,6 +252,7 @@ void conv_forward_t(const at::Tensor& x, const at::Tensor& weight, const float* 
   const T* xp = x.data_ptr<T>();
   const T* wp = weight.data_ptr<T>();
   T* yp = y.data_ptr<T>();
+  if (use_tensor_cores<T>()) return conv_forward_mma<T>(xp, wp, bias, attn, yp, s);
   parallel_for(conv_forward_threads(s),
                [=] INTERIR_LAMBDA(int64_t i) { conv_forward_point(xp, wp, bias, attn, yp, s, i); });
 }
@@ -217,15 +295,24 @@ void conv_backward_t(const at::Tensor& grad_y, const at::Tensor& x, const at::Te
   T* dxp = grad_x.data_ptr<T>();
   T* dwp = grad_weight.data_ptr<T>();
   T* dbp = grad_bias.data_ptr<T>();
-  parallel_for(conv_input_grad_threads(s),
-               [=] INTERIR_LAMBDA(int64_t i) { conv_input_grad_point(gp, wp, attn, dxp, s, i); });
+  const bool mma = use_tensor_cores<T>();
+  if (mma) {
+    conv_input_grad_mma<T>(gp, wp, attn, dxp, s);
+  } else {
+    parallel_for(conv_input_grad_threads(s),
+                 [=] INTERIR_LAMBDA(int64_t i) { conv_input_grad_point(gp, wp, attn, dxp, s, i); });
+  }
   // The per-sample kernel gradient dK (B×Cout×Cin/g×k², float32); dW and dA are fixed-order sums over it.
   const int taps = s.taps();
   at::Tensor kernel_grad = at::empty({s.B, s.Cout, s.cin_g(), taps}, float_options(x));
   float* dk = kernel_grad.data_ptr<float>();
-  dispatch_kernel_size(s.k, "modulated_conv_backward", [&](auto fixed) {
-    conv_kernel_grad_t<T, decltype(fixed)::k>(gp, xp, s, dk);
-  });
+  if (mma) {
+    conv_kernel_grad_mma<T>(gp, xp, s, dk);
+  } else {
+    dispatch_kernel_size(s.k, "modulated_conv_backward", [&](auto fixed) {
+      conv_kernel_grad_t<T, decltype(fixed)::k>(gp, xp, s, dk);
+    });
+  }
   parallel_for(grad_weight.numel(),
                [=] INTERIR_LAMBDA(int64_t i) { dwp[i] = static_cast<T>(conv_weight_grad(dk, attn, s, i)); });
   parallel_for(static_cast<int64_t>(s.B) * s.Cin * taps,

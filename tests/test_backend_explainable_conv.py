@@ -17,7 +17,7 @@ import interir
 from interir import ops
 from interir.ops import reference as ref
 from interir.ops.verify import assert_within_reference_error
-from tests.conftest import skip_triton_half_on_cpu
+from tests.conftest import skip_triton_half_on_cpu, use_backend_or_skip
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if HAS_CUDA else "cpu"
@@ -442,6 +442,63 @@ def test_float16_under_the_interpreter_or_gpu(backend):
     got = _run_conv_autograd(backend, x, weight, bias, attn, dy, 1)
     assert got[0].dtype == dtype and got[1].dtype == dtype
     _check_conv(got, x, weight, bias, attn, dy, 1, dtype)
+
+
+# --------------------------------------------------------------------------------------------------------
+# the CUDA extension's two paths: tensor-core implicit GEMMs (16-bit, TF32 on request) and FFMA kernels
+# --------------------------------------------------------------------------------------------------------
+
+# M, N and K of the three GEMMs off the 32×32 warp tile and the 16-wide K step; two groups; k = 1, 3, 5
+MMA_SHAPES = [(2, 20, 36, 13, 21, 3, 2), (3, 7, 33, 9, 5, 5, 1), (2, 40, 17, 6, 11, 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("shape", MMA_SHAPES, ids=lambda s: "b{}_ci{}_co{}_{}x{}_k{}_g{}".format(*s))
+def test_cuda_tensor_core_and_ffma_paths_match_reference(dtype, shape, monkeypatch):
+    """Both paths of the CUDA extension's 16-bit convolutions meet the tolerance rule on tile-edge shapes; the
+    tensor-core path (the default) is bitwise reproducible and is not the FFMA path in disguise."""
+    use_backend_or_skip("cuda", monkeypatch)
+    b, cin, cout, h, w, k, groups = shape
+    x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups, dtype=dtype)
+    results = {}
+    for path in ("1", "0"):
+        monkeypatch.setenv("INTERIR_CUDA_TENSOR_CORES", path)
+        got = _run_conv_autograd("cuda", x, weight, bias, attn, dy, groups)
+        _check_conv(got, x, weight, bias, attn, dy, groups, dtype, f"tensor cores={path} ")
+        results[path] = got
+    monkeypatch.setenv("INTERIR_CUDA_TENSOR_CORES", "1")
+    again = _run_conv_autograd("cuda", x, weight, bias, attn, dy, groups)
+    assert all(torch.equal(p, q) for p, q in zip(results["1"], again)), "the tensor-core path is not reproducible"
+    # the forward's operands differ (W·A rounded to the dtype, as the reference rounds it, against float FFMA)
+    assert not torch.equal(results["1"][0], results["0"][0])
+
+
+def _abs_conv_reference(x, weight, bias, attn, dy, groups):
+    """(y, dx, dW, dA, dbias) of the float64 reference on absolute values: Σ|terms| of every output element."""
+    return _conv_reference(*(t.double().abs() for t in (x, weight, bias, attn, dy)), groups)
+
+
+@pytest.mark.parametrize("shape", MMA_SHAPES[:2], ids=["g2_k3", "k5"])
+def test_cuda_float32_uses_tf32_tensor_cores_only_when_asked(shape, monkeypatch):
+    """float32 stays IEEE by default; with torch.set_float32_matmul_precision("high") the CUDA convolutions run on
+    TF32 tensor cores, each element within TF32's bound: 2⁻⁹·Σ|terms| (two operands rounded to 10 bits, ×2)."""
+    use_backend_or_skip("cuda", monkeypatch)
+    b, cin, cout, h, w, k, groups = shape
+    x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups)
+    ieee = _run_conv_autograd("cuda", x, weight, bias, attn, dy, groups)
+    _check_conv(ieee, x, weight, bias, attn, dy, groups, torch.float32, "ieee ")
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")
+        tf32 = _run_conv_autograd("cuda", x, weight, bias, attn, dy, groups)
+    finally:
+        torch.set_float32_matmul_precision(before)
+    r64 = _conv_reference(x.double(), weight.double(), bias.double(), attn.double(), dy.double(), groups)
+    bounds = _abs_conv_reference(x, weight, bias, attn, dy, groups)
+    for name, got, r, bound in zip(("y", "dx", "dweight", "dattn", "dbias"), tf32, r64, bounds):
+        excess = (got.double() - r).abs() - (2.0**-9 * bound + 1e-6)
+        assert excess.max().item() <= 0, f"tf32 {name}: {excess.max().item():.3g} beyond the TF32 bound"
+    assert not torch.equal(tf32[0], ieee[0]), "opting in to TF32 changed nothing: the tensor-core path did not run"
 
 
 # --------------------------------------------------------------------------------------------------------

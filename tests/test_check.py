@@ -229,6 +229,44 @@ def test_cuda_report_reads_ptxas_figures_and_gates_stack_and_spills(tmp_path, ca
     assert "INTERIR_PTXAS_VERBOSE=1" in capsys.readouterr().err
 
 
+# Two tensor-core GEMM kernels of a real build of csrc/ (bfloat16 forward and dx), and SASS as cuobjdump prints
+# it, in which only the forward holds HMMA.
+GEMM_FWD = ("_ZN7interir16warp_gemm_kernelIN3c108BFloat16EZNS_4impl16conv_forward_mmaIS2_EEvPKT_S7_PKfS9_PS5_RKNS_9"
+            "ConvShapeEEUliiiE_ZS4_IS2_EvS7_S7_S9_S9_SA_SD_EUliiiE0_ZS4_IS2_EvS7_S7_S9_S9_SA_SD_EUliiifE_EEvNS_9"
+            "GemmShapeET0_T1_T2_")
+GEMM_DX = ("_ZN7interir16warp_gemm_kernelIN3c108BFloat16EZNS_4impl19conv_input_grad_mmaIS2_EEvPKT_S7_PKfPS5_RKNS_9"
+           "ConvShapeEEUliiiE_ZS4_IS2_EvS7_S7_S9_SA_SD_EUliiiE0_ZS4_IS2_EvS7_S7_S9_SA_SD_EUliiifE_EEvNS_9GemmShapeET0_"
+           "T1_T2_")
+GEMM_LOG = "".join(f"ptxas info    : Compiling entry function '{name}' for 'sm_90'\n"
+                   f"    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
+                   f"ptxas info    : Used 70 registers, used 1 barriers\n" for name in (GEMM_FWD, GEMM_DX))
+GEMM_SASS = f"""
+\tcode for sm_90
+\t\tFunction : {GEMM_FWD}
+\t.headerflags\t@"EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
+        /*0a80*/                   HMMA.16816.F32.BF16 R8, R12, R16, R8 ;
+        /*0a90*/                   LDG.E.U16 R3, desc[UR4][R4.64] ;
+\t\tFunction : {GEMM_DX}
+        /*0a80*/                   FFMA R8, R12, R16, R8 ;
+"""
+
+
+def test_cuda_report_gates_tensor_core_kernels_without_tensor_core_instructions():
+    from interir.check import cuda_report
+
+    kernels = cuda_report.parse_ptxas_log(GEMM_LOG)
+    classes = cuda_report.tensor_core_classes(GEMM_SASS)
+    assert classes == {kernels[0].kernel: "HMMA", kernels[1].kernel: "none"}
+    assert kernels[0].kernel == "warp_gemm_kernel of conv_forward_mma<c10::BFloat16>"
+    assert cuda_report.gate_failures(kernels) == []  # without --sass nothing is known: no verdict
+    for k in kernels:
+        k.tensor_cores = classes[k.kernel]
+    failures = cuda_report.gate_failures(kernels)
+    assert failures == ["warp_gemm_kernel of conv_input_grad_mma<c10::BFloat16> on sm_90: no tensor-core "
+                        "instruction in its SASS"]
+    assert "| HMMA |" in cuda_report.format_table(kernels)
+
+
 def test_the_exact_reference_differentiates_the_weights_the_backend_got():
     """The float64 reference's backward gets the same (bfloat16-rounded) output weights as a bfloat16 backend:
     through identity factors the gradient of x is those weights, bit for bit, in both runs."""

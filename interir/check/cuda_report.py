@@ -4,12 +4,16 @@ Build with `INTERIR_PTXAS_VERBOSE=1` (setup.py then passes -Xptxas=-v to nvcc) a
 
     INTERIR_PTXAS_VERBOSE=1 FORCE_CUDA=1 pip install --no-build-isolation -e . 2>&1 | tee build.log
     interir check --static --cuda-log build.log       (also: python -m interir.check.cuda_report build.log)
+    python -m interir.check.cuda_report build.log --sass build/lib/interir/_C*.so
 
-Per kernel and target: registers, stack frame, spill stores and loads. The gate: no spill, and no stack frame in
-the block reductions (their accumulators must live in registers).
+Per kernel and target: registers, stack frame, spill stores and loads, and with --sass the tensor-core
+instruction class in the extension's SASS (cuobjdump). The gate: no spill, no stack frame in the block
+reductions (their accumulators must live in registers), and with --sass every tensor-core GEMM kernel
+(warp_gemm_kernel, csrc/mma_gemm.cuh) really holds tensor-core instructions.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -29,6 +33,7 @@ class CudaKernel:
     stack_bytes: int
     spill_store_bytes: int
     spill_load_bytes: int
+    tensor_cores: str = "?"  # the tensor-core instruction class in the SASS ("none"; "?" without --sass)
 
     @property
     def spill_bytes(self) -> int:
@@ -69,9 +74,52 @@ def parse_ptxas_log(text: str) -> list[CudaKernel]:
     return [CudaKernel(_shorten(n), r[1], r[2], r[3], r[4], r[5]) for n, r in zip(names, raw)]
 
 
+_SASS_FUNCTION = re.compile(r"^\s*Function : (\S+)\s*$", re.MULTILINE)
+_TENSOR_CORE_OPS = re.compile(r"\b(HGMMA|HMMA|IMMA|DMMA|QGMMA)\b")
+
+
+def _cuobjdump() -> str | None:
+    """cuobjdump from CUDA_HOME, PATH, or the one Triton ships."""
+    candidates = [os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "cuobjdump"),
+                  shutil.which("cuobjdump")]
+    try:
+        import triton
+
+        candidates.append(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump"))
+    except ImportError:
+        pass
+    return next((c for c in candidates if c and os.path.isfile(c)), None)
+
+
+def tensor_core_classes(sass: str) -> dict[str, str]:
+    """{shortened kernel name: its tensor-core instruction classes ("HMMA", … or "none")} of `cuobjdump -sass`."""
+    parts = _SASS_FUNCTION.split(sass)
+    mangled, bodies = parts[1::2], parts[2::2]
+    classes = {}
+    for name, body in zip(_demangle(mangled), bodies):
+        found = sorted(set(_TENSOR_CORE_OPS.findall(body)))
+        classes[_shorten(name)] = ", ".join(found) if found else "none"
+    return classes
+
+
+def attach_sass(kernels: list[CudaKernel], library: str) -> None:
+    """Fill each kernel's tensor_cores from the SASS of the built library (the .so); raises OSError on failure."""
+    tool = _cuobjdump()
+    if tool is None:
+        raise OSError("no cuobjdump (set CUDA_HOME)")
+    run = subprocess.run([tool, "-sass", library], capture_output=True, text=True, timeout=600, check=False)
+    if run.returncode != 0 or "Function :" not in run.stdout:
+        raise OSError(f"cuobjdump -sass {library} failed: {run.stderr.strip() or 'no SASS'}")
+    classes = tensor_core_classes(run.stdout)
+    for k in kernels:
+        k.tensor_cores = classes.get(k.kernel, "none")
+
+
 def gate_failures(kernels: list[CudaKernel]) -> list[str]:
     failures = []
     for k in kernels:
+        if k.kernel.startswith("warp_gemm_kernel") and k.tensor_cores == "none":
+            failures.append(f"{k.kernel} on {k.target}: no tensor-core instruction in its SASS")
         if k.spill_bytes:
             failures.append(f"{k.kernel} on {k.target}: spills {k.spill_bytes} bytes")
         if k.kernel.startswith("block_reduce_kernel") and k.stack_bytes:
@@ -81,8 +129,9 @@ def gate_failures(kernels: list[CudaKernel]) -> list[str]:
 
 
 def format_table(kernels: list[CudaKernel]) -> str:
-    lines = ["| CUDA kernel | target | registers | stack B | spill B |", "|---|---|---|---|---|"]
-    lines += [f"| {k.kernel} | {k.target} | {k.registers} | {k.stack_bytes} | {k.spill_bytes} |" for k in kernels]
+    lines = ["| CUDA kernel | target | registers | stack B | spill B | tensor cores |", "|---|---|---|---|---|---|"]
+    lines += [f"| {k.kernel} | {k.target} | {k.registers} | {k.stack_bytes} | {k.spill_bytes} | {k.tensor_cores} |"
+              for k in kernels]
     return "\n".join(lines)
 
 
@@ -93,9 +142,12 @@ def report(kernels: list[CudaKernel]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    library = None
+    if len(argv) == 3 and argv[1] == "--sass":
+        argv, library = argv[:1], argv[2]
     if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: python -m interir.check.cuda_report BUILD_LOG  (the log of a build made with "
-              "INTERIR_PTXAS_VERBOSE=1)", file=sys.stderr)
+        print("usage: python -m interir.check.cuda_report BUILD_LOG [--sass LIBRARY.so]  (the log of a build made "
+              "with INTERIR_PTXAS_VERBOSE=1)", file=sys.stderr)
         return 2
     try:
         with open(argv[0], encoding="utf-8", errors="replace") as f:
@@ -106,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     if not kernels:
         print(f"{argv[0]}: no ptxas figures (build with INTERIR_PTXAS_VERBOSE=1)", file=sys.stderr)
         return 1
+    if library is not None:
+        try:
+            attach_sass(kernels, library)
+        except (OSError, subprocess.SubprocessError) as exc:
+            print(f"{library}: {exc}", file=sys.stderr)
+            return 1
     print(format_table(kernels))
     failures = gate_failures(kernels)
     for failure in failures:
