@@ -4,8 +4,9 @@
 //                                               (partial(block, tid, acc)), the block sums them in a fixed
 //                                               tree order, thread 0 calls fin(block, sums). V is a
 //                                               compile-time count, so acc[V] lives in registers.
-//   warp_gemm<T>(shape, load_a, load_b, epi)     the implicit GEMM of mma_gemm.cuh on tensor cores: every
-//                                               warp takes tiles in turn (grid-stride), gemm_tile does each.
+//   warp_tasks(task)                            the tensor-core tasks of mma_gemm.cuh / conv_mma.cuh: every
+//                                               warp takes task indices in turn (grid-stride), each warp with
+//                                               its own Task::Stage in shared memory.
 // executor_host.h is the same contract as plain loops (the host emulation used by the tests).
 #pragma once
 
@@ -83,87 +84,74 @@ struct WmmaOperand<float> {
   using storage = float;
 };
 
-// The warp of gemm_tile on a GPU: this lane's share of the staging, the products as WMMA fragments.
+// The warp policy of mma_gemm.cuh on a GPU: this lane's share of the staging, the products as WMMA fragments.
 struct DeviceWarp {
   int lane;
   template <typename T>
-  struct Accumulator {
-    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, kFragment, kFragment, MmaStep<T>::k, float>
-        c[kWarpFragmentsM][kWarpFragmentsN];
-  };
+  using Accumulator = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, kFragment, kFragment, MmaStep<T>::k, float>;
   template <typename F>
   __device__ __forceinline__ void lanes(F&& f) {
     f(lane);
   }
   __device__ __forceinline__ void sync() { __syncwarp(); }
-  template <typename T>
-  __device__ __forceinline__ void zero(Accumulator<T>& acc) {
-#pragma unroll
-    for (int i = 0; i < kWarpFragmentsM; ++i)
-#pragma unroll
-      for (int j = 0; j < kWarpFragmentsN; ++j) nvcuda::wmma::fill_fragment(acc.c[i][j], 0.f);
+  template <typename Fragment>  // Accumulator<T> (T is not deducible through the alias)
+  __device__ __forceinline__ void zero(Fragment& acc) {
+    nvcuda::wmma::fill_fragment(acc, 0.f);
   }
   template <typename T>
-  __device__ __forceinline__ void multiply(Accumulator<T>& acc, const WarpStage<T>& st) {
+  __device__ __forceinline__ void mma(Accumulator<T>& acc, const T* a, int lda, const T* b, int ldb) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800  // bf16/TF32 WMMA need sm_80; launchers keep older GPUs on FFMA
+    __trap();
+#else
     namespace wmma = nvcuda::wmma;
-    using Stage = WarpStage<T>;
     using E = typename WmmaOperand<T>::type;
     using S = typename WmmaOperand<T>::storage;
     constexpr int kK = MmaStep<T>::k;
-    wmma::fragment<wmma::matrix_a, kFragment, kFragment, kK, E, wmma::row_major> a[kWarpFragmentsM];
-    wmma::fragment<wmma::matrix_b, kFragment, kFragment, kK, E, wmma::row_major> b[kWarpFragmentsN];
-    const S* sa = reinterpret_cast<const S*>(st.a);
-    const S* sb = reinterpret_cast<const S*>(st.b);
-#pragma unroll
-    for (int i = 0; i < kWarpFragmentsM; ++i) {
-      wmma::load_matrix_sync(a[i], sa + i * kFragment * Stage::kLdA, Stage::kLdA);
-      if constexpr (sizeof(T) == 4) {
-        for (int e = 0; e < a[i].num_elements; ++e) a[i].x[e] = wmma::__float_to_tf32(a[i].x[e]);
-      }
+    wmma::fragment<wmma::matrix_a, kFragment, kFragment, kK, E, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, kFragment, kFragment, kK, E, wmma::row_major> fb;
+    wmma::load_matrix_sync(fa, reinterpret_cast<const S*>(a), lda);
+    wmma::load_matrix_sync(fb, reinterpret_cast<const S*>(b), ldb);
+    if constexpr (sizeof(T) == 4) {
+      for (int e = 0; e < fa.num_elements; ++e) fa.x[e] = wmma::__float_to_tf32(fa.x[e]);
+      for (int e = 0; e < fb.num_elements; ++e) fb.x[e] = wmma::__float_to_tf32(fb.x[e]);
     }
-#pragma unroll
-    for (int j = 0; j < kWarpFragmentsN; ++j) {
-      wmma::load_matrix_sync(b[j], sb + j * kFragment, Stage::kLdB);
-      if constexpr (sizeof(T) == 4) {
-        for (int e = 0; e < b[j].num_elements; ++e) b[j].x[e] = wmma::__float_to_tf32(b[j].x[e]);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < kWarpFragmentsM; ++i)
-#pragma unroll
-      for (int j = 0; j < kWarpFragmentsN; ++j) wmma::mma_sync(acc.c[i][j], a[i], b[j], acc.c[i][j]);
+    wmma::mma_sync(acc, fa, fb, acc);
+#endif
   }
-  template <typename T>
-  __device__ __forceinline__ void store(const Accumulator<T>& acc, WarpStage<T>& st) {
-#pragma unroll
-    for (int i = 0; i < kWarpFragmentsM; ++i)
-#pragma unroll
-      for (int j = 0; j < kWarpFragmentsN; ++j)
-        nvcuda::wmma::store_matrix_sync(st.c + i * kFragment * WarpStage<T>::kLdC + j * kFragment, acc.c[i][j],
-                                        WarpStage<T>::kLdC, nvcuda::wmma::mem_row_major);
+  template <typename Fragment>
+  __device__ __forceinline__ void store(const Fragment& acc, float* c, int ldc) {
+    nvcuda::wmma::store_matrix_sync(c, acc, ldc, nvcuda::wmma::mem_row_major);
   }
 };
 
-template <typename T, typename LoadA, typename LoadB, typename Epilogue>
-__global__ void __launch_bounds__(kGemmWarps* kWarpLanes)
-    warp_gemm_kernel(GemmShape g, LoadA load_a, LoadB load_b, Epilogue epilogue) {
-  __shared__ __align__(128) unsigned char raw[kGemmWarps * sizeof(WarpStage<T>)];
-  const int warp_id = static_cast<int>(threadIdx.x) / kWarpLanes;
-  WarpStage<T>& stage = reinterpret_cast<WarpStage<T>*>(raw)[warp_id];
-  DeviceWarp warp{static_cast<int>(threadIdx.x) % kWarpLanes};
-  const int tiles = static_cast<int>(g.tiles());  // < 2³¹: checked by warp_gemm
-  for (int tile = static_cast<int>(blockIdx.x) * kGemmWarps + warp_id; tile < tiles;
-       tile += static_cast<int>(gridDim.x) * kGemmWarps)
-    gemm_tile<T>(warp, stage, g, tile, load_a, load_b, epilogue);
+// Warps per block of a task: as many as fit 45 KiB of static shared memory, at most 4.
+template <typename Stage>
+constexpr int task_warps() {
+  return sizeof(Stage) * 4 <= 45 * 1024 ? 4 : sizeof(Stage) * 2 <= 45 * 1024 ? 2 : 1;
 }
 
-template <typename T, typename LoadA, typename LoadB, typename Epilogue>
-void warp_gemm(const GemmShape& g, LoadA load_a, LoadB load_b, Epilogue epilogue) {
-  if (g.tiles() <= 0) return;
-  TORCH_CHECK(g.tiles() < kMaxIndex32, "interir._C: too many GEMM tiles (", g.tiles(), ")");
-  const int64_t blocks = std::min<int64_t>(ceil_div(g.tiles(), kGemmWarps), int64_t(1) << 20);
-  warp_gemm_kernel<T><<<static_cast<unsigned>(blocks), kGemmWarps * kWarpLanes, 0,
-                        at::cuda::getCurrentCUDAStream()>>>(g, load_a, load_b, epilogue);
+template <typename Task>
+__global__ void __launch_bounds__(task_warps<typename Task::Stage>() * kWarpLanes, 1) warp_task_kernel(Task task) {
+  using Stage = typename Task::Stage;
+  constexpr int warps = task_warps<Stage>();
+  __shared__ __align__(128) unsigned char raw[warps * sizeof(Stage)];
+  const int warp_id = static_cast<int>(threadIdx.x) / kWarpLanes;
+  Stage& stage = reinterpret_cast<Stage*>(raw)[warp_id];
+  DeviceWarp warp{static_cast<int>(threadIdx.x) % kWarpLanes};
+  const int count = static_cast<int>(task.count());  // < 2³¹: checked by warp_tasks
+  for (int i = static_cast<int>(blockIdx.x) * warps + warp_id; i < count; i += static_cast<int>(gridDim.x) * warps)
+    task(warp, stage, i);
+}
+
+template <typename Task>
+void warp_tasks(const Task& task) {
+  static_assert(sizeof(typename Task::Stage) <= 45 * 1024, "a warp's stage must fit in static shared memory");
+  const int64_t count = task.count();
+  if (count <= 0) return;
+  TORCH_CHECK(count < kMaxIndex32, "interir._C: too many warp tasks (", count, ")");
+  constexpr int warps = task_warps<typename Task::Stage>();
+  const int64_t blocks = std::min<int64_t>(ceil_div(count, warps), int64_t(1) << 20);
+  warp_task_kernel<<<static_cast<unsigned>(blocks), warps * kWarpLanes, 0, at::cuda::getCurrentCUDAStream()>>>(task);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 

@@ -35,12 +35,12 @@ void block_reduce(int64_t blocks, P partial, Fin finish) {
   }
 }
 
-// The warp of gemm_tile in the host emulation: the 32 lanes in a loop, the tensor-core products as plain loops
-// over the staged operands (float32 operands rounded as TF32 rounds them), accumulated in float.
+// The warp policy of mma_gemm.cuh in the host emulation: the 32 lanes in a loop, each tensor-core product as a
+// plain loop over the staged operands (float32 operands rounded as TF32 rounds them), accumulated in float.
 struct HostWarp {
   template <typename T>
   struct Accumulator {
-    float v[kTileM * kTileN];
+    float v[kFragment * kFragment];
   };
   template <typename F>
   void lanes(F&& f) {
@@ -49,7 +49,7 @@ struct HostWarp {
   void sync() {}
   template <typename T>
   void zero(Accumulator<T>& acc) {
-    std::fill(acc.v, acc.v + kTileM * kTileN, 0.f);
+    std::fill(acc.v, acc.v + kFragment * kFragment, 0.f);
   }
   template <typename T>
   static float operand(T v) {
@@ -57,31 +57,28 @@ struct HostWarp {
     return static_cast<float>(v);
   }
   template <typename T>
-  void multiply(Accumulator<T>& acc, const WarpStage<T>& st) {
-    using Stage = WarpStage<T>;
-    for (int r = 0; r < kTileM; ++r)
-      for (int col = 0; col < kTileN; ++col) {
-        float total = acc.v[r * kTileN + col];
-        for (int kk = 0; kk < Stage::kK; ++kk)
-          total += operand(st.a[r * Stage::kLdA + kk]) * operand(st.b[kk * Stage::kLdB + col]);
-        acc.v[r * kTileN + col] = total;
+  void mma(Accumulator<T>& acc, const T* a, int lda, const T* b, int ldb) {
+    for (int r = 0; r < kFragment; ++r)
+      for (int col = 0; col < kFragment; ++col) {
+        float total = acc.v[r * kFragment + col];
+        for (int kk = 0; kk < MmaStep<T>::k; ++kk) total += operand(a[r * lda + kk]) * operand(b[kk * ldb + col]);
+        acc.v[r * kFragment + col] = total;
       }
   }
   template <typename T>
-  void store(const Accumulator<T>& acc, WarpStage<T>& st) {
-    for (int r = 0; r < kTileM; ++r)
-      for (int col = 0; col < kTileN; ++col) st.c[r * WarpStage<T>::kLdC + col] = acc.v[r * kTileN + col];
+  void store(const Accumulator<T>& acc, float* c, int ldc) {
+    for (int r = 0; r < kFragment; ++r)
+      for (int col = 0; col < kFragment; ++col) c[r * ldc + col] = acc.v[r * kFragment + col];
   }
 };
 
-// Every tile of the implicit GEMM, in order (the contract of executor_cuda.cuh's warp_gemm).
-template <typename T, typename LoadA, typename LoadB, typename Epilogue>
-void warp_gemm(const GemmShape& g, LoadA load_a, LoadB load_b, Epilogue epilogue) {
+// Every task index in order, on one warp (the contract of executor_cuda.cuh's warp_tasks).
+template <typename Task>
+void warp_tasks(const Task& task) {
+  TORCH_CHECK(task.count() < kMaxIndex32, "interir._C: too many warp tasks (", task.count(), ")");
   HostWarp warp;
-  auto stage = std::make_unique<WarpStage<T>>();
-  TORCH_CHECK(g.tiles() < kMaxIndex32, "interir._C: too many GEMM tiles (", g.tiles(), ")");
-  for (int tile = 0; tile < static_cast<int>(g.tiles()); ++tile)
-    gemm_tile<T>(warp, *stage, g, tile, load_a, load_b, epilogue);
+  auto stage = std::make_unique<typename Task::Stage>();
+  for (int i = 0; i < static_cast<int>(task.count()); ++i) task(warp, *stage, i);
 }
 
 }  // namespace interir

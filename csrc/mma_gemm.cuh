@@ -6,10 +6,19 @@
 //
 // One warp owns a kTileM×kTileN tile of C: it stages an A slab (kTileM×k) and a B slab (k×kTileN) in shared
 // memory, multiplies them on tensor cores, and walks K in a fixed order, so the result is the same run to run.
-// The staging code is written once over a `Warp` policy: on a GPU (DeviceWarp, executor_cuda.cuh) each lane runs
-// its share and the products are WMMA fragments (bf16/fp16: m16n16k16; float32: TF32 m16n16k8); in the host
-// emulation (HostWarp, executor_host.h) the 32 lanes run in a loop and the products are plain loops over the same
-// staged operands, with TF32's operand rounding.
+//
+// The warp policy every tensor-core task is written over (DeviceWarp in executor_cuda.cuh, HostWarp in
+// executor_host.h):
+//   warp.lanes(f)                       f(lane) for this lane (GPU) or for the 32 lanes in turn (host)
+//   warp.sync()                         __syncwarp (GPU); nothing (host: the lanes already ran in turn)
+//   Warp::Accumulator<T> acc            one 16×16 float32 fragment of C
+//   warp.zero(acc)
+//   warp.mma(acc, a, lda, b, ldb)       acc += A·B, A 16×k and B k×16 row-major in shared memory (k =
+//                                       MmaStep<T>::k), strides multiples of 16 bytes, pointers 32-byte aligned
+//   warp.store(acc, c, ldc)             the fragment to a row-major 16×16 float slab
+// and launched by warp_tasks(task): every task index in [0, task.count()) goes to one warp with its own
+// Task::Stage in shared memory (GPU: WMMA fragments, bf16/fp16 m16n16k16 and TF32 m16n16k8; host: loops over
+// the same staged operands, with TF32's operand rounding).
 #pragma once
 
 #include <cstdint>
@@ -79,8 +88,9 @@ INTERIR_HD void gemm_tile(Warp& warp, WarpStage<T>& st, const GemmShape& g, int 
   const int rest = tile / g.tiles_n();
   const int m0 = rest % g.tiles_m() * kTileM, n0 = tn * kTileN;
   const int batch = rest / g.tiles_m();
-  typename Warp::template Accumulator<T> acc;
-  warp.zero(acc);
+  typename Warp::template Accumulator<T> acc[kWarpFragmentsM][kWarpFragmentsN];
+  for (int i = 0; i < kWarpFragmentsM; ++i)
+    for (int j = 0; j < kWarpFragmentsN; ++j) warp.zero(acc[i][j]);
   for (int k0 = 0; k0 < g.K; k0 += kK) {
     warp.lanes([&](int lane) {
       for (int e = lane; e < kTileM * kK; e += kWarpLanes) {
@@ -95,10 +105,14 @@ INTERIR_HD void gemm_tile(Warp& warp, WarpStage<T>& st, const GemmShape& g, int 
       }
     });
     warp.sync();
-    warp.multiply(acc, st);
+    for (int i = 0; i < kWarpFragmentsM; ++i)
+      for (int j = 0; j < kWarpFragmentsN; ++j)
+        warp.mma(acc[i][j], st.a + i * kFragment * Stage::kLdA, Stage::kLdA, st.b + j * kFragment, Stage::kLdB);
     warp.sync();  // the next step overwrites the slabs
   }
-  warp.store(acc, st);
+  for (int i = 0; i < kWarpFragmentsM; ++i)
+    for (int j = 0; j < kWarpFragmentsN; ++j)
+      warp.store(acc[i][j], st.c + i * kFragment * Stage::kLdC + j * kFragment, Stage::kLdC);
   warp.sync();
   warp.lanes([&](int lane) {
     for (int e = lane; e < kTileM * kTileN; e += kWarpLanes) {
@@ -108,6 +122,29 @@ INTERIR_HD void gemm_tile(Warp& warp, WarpStage<T>& st, const GemmShape& g, int 
     }
   });
   warp.sync();  // the warp's next tile reuses the staging
+}
+
+// gemm_tile as a warp task (warp_tasks): load_a, load_b and epilogue are the caller's gathers, as above.
+template <typename T, typename LoadA, typename LoadB, typename Epilogue>
+struct GemmTask {
+  using Stage = WarpStage<T>;
+  GemmShape shape;
+  LoadA load_a;
+  LoadB load_b;
+  Epilogue epilogue;
+  INTERIR_HD int64_t count() const { return shape.tiles(); }
+#if defined(__CUDACC__)
+#pragma nv_exec_check_disable
+#endif
+  template <typename Warp>
+  INTERIR_HD void operator()(Warp& warp, Stage& st, int tile) const {
+    gemm_tile<T>(warp, st, shape, tile, load_a, load_b, epilogue);
+  }
+};
+
+template <typename T, typename LoadA, typename LoadB, typename Epilogue>
+GemmTask<T, LoadA, LoadB, Epilogue> gemm_task(const GemmShape& g, LoadA a, LoadB b, Epilogue e) {
+  return {g, a, b, e};
 }
 
 }  // namespace interir

@@ -15,6 +15,7 @@
 #include "explainable_conv.cuh"
 #include "fft_loss.cuh"
 #include "kron.cuh"
+#include "conv_mma.cuh"
 #include "mma_gemm.cuh"
 #include "ops.h"
 
@@ -171,7 +172,7 @@ inline ConvShape conv_shape(const at::Tensor& x, const at::Tensor& weight, int64
                    static_cast<int>(groups)};
 }
 
-// Whether the convolutions of dtype T run as implicit GEMMs on tensor cores (docs/gpu.md): bf16 and fp16
+// Whether the convolutions of dtype T run on tensor cores (docs/gpu.md; sm_80 and newer): bf16 and fp16
 // always; float32 only when the user opted in to TF32 for float32 matrix products
 // (torch.set_float32_matmul_precision("high"), as the Triton kernels do). INTERIR_CUDA_TENSOR_CORES=0 keeps the
 // FFMA kernels (for comparisons).
@@ -179,14 +180,25 @@ template <typename T>
 bool use_tensor_cores() {
   const char* env = std::getenv("INTERIR_CUDA_TENSOR_CORES");
   if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+#if defined(__CUDACC__)
+  if (at::cuda::getCurrentDeviceProperties()->major < 8) return false;  // bf16/TF32 WMMA: sm_80 and newer
+#endif
   if constexpr (sizeof(T) == 4) return at::globalContext().allowTF32CuBLAS();
   return true;
+}
+
+// Whether a tensor-core convolution stages its input once per tile with a halo (conv_mma.cuh: 3×3 kernels) or
+// gathers it once per tap (mma_gemm.cuh: every kernel size; INTERIR_CUDA_TENSOR_CORES=gemm forces it).
+inline bool use_halo_tiles(const ConvShape& s) {
+  const char* env = std::getenv("INTERIR_CUDA_TENSOR_CORES");
+  return s.k == 3 && !(env != nullptr && std::strcmp(env, "gemm") == 0);
 }
 
 // The forward as one implicit GEMM per (b, group): y[o, p] = Σ_{(c,t)} Wm_b[o, (c,t)]·x[c, p + t − pad], with
 // Wm_b = W·A rounded to T (the reference's modulated kernel) and the shifted x gathered with zero padding.
 template <typename T>
 void conv_forward_mma(const T* xp, const T* wp, const float* bias, const float* attn, T* yp, const ConvShape& s) {
+  if (use_halo_tiles(s)) return warp_tasks(ConvHaloTask<T, +1>{s, xp, wp, attn, bias, yp});
   const GemmShape g{s.B * s.groups, s.cout_g(), static_cast<int>(s.hw()), s.cin_g() * s.taps()};
   auto load_a = [=] INTERIR_LAMBDA(int bg, int m, int k) {
     return modulated_weight<T>(wp, attn, s, bg / s.groups, bg % s.groups, m, k);
@@ -200,12 +212,13 @@ void conv_forward_mma(const T* xp, const T* wp, const float* bias, const float* 
     const int64_t b = bg / s.groups;
     yp[(b * s.Cout + o) * s.hw() + n] = static_cast<T>(v + (bias != nullptr ? bias[o] : 0.f));
   };
-  warp_gemm<T>(g, load_a, load_b, epilogue);
+  warp_tasks(gemm_task<T>(g, load_a, load_b, epilogue));
 }
 
 // dx as one implicit GEMM per (b, group): dx[c, p] = Σ_{(o,t)} Wm_b[o, c, t]·dy[o, p − t + pad].
 template <typename T>
 void conv_input_grad_mma(const T* gp, const T* wp, const float* attn, T* dxp, const ConvShape& s) {
+  if (use_halo_tiles(s)) return warp_tasks(ConvHaloTask<T, -1>{s, gp, wp, attn, nullptr, dxp});
   const GemmShape g{s.B * s.groups, s.cin_g(), static_cast<int>(s.hw()), s.cout_g() * s.taps()};
   auto load_a = [=] INTERIR_LAMBDA(int bg, int m, int k) {
     const int taps = s.taps();
@@ -221,13 +234,14 @@ void conv_input_grad_mma(const T* gp, const T* wp, const float* attn, T* dxp, co
     const int c = (bg % s.groups) * s.cin_g() + m;
     dxp[(b * s.Cin + c) * s.hw() + n] = static_cast<T>(v);
   };
-  warp_gemm<T>(g, load_a, load_b, epilogue);
+  warp_tasks(gemm_task<T>(g, load_a, load_b, epilogue));
 }
 
 // The per-sample kernel gradient as one implicit GEMM per (b, group), summed over the pixels in a fixed order:
 // dK_b[o, (c,t)] = Σ_p dy[o, p]·x[c, p + t − pad]  (float32, B×Cout×Cin/g×k²).
 template <typename T>
 void conv_kernel_grad_mma(const T* gp, const T* xp, const ConvShape& s, float* dk) {
+  if (use_halo_tiles(s)) return warp_tasks(KernelGradHaloTask<T>{s, gp, xp, dk});
   const GemmShape g{s.B * s.groups, s.cout_g(), s.cin_g() * s.taps(), static_cast<int>(s.hw())};
   auto load_a = [=] INTERIR_LAMBDA(int bg, int m, int k) {
     const int64_t b = bg / s.groups;
@@ -243,7 +257,7 @@ void conv_kernel_grad_mma(const T* gp, const T* xp, const ConvShape& s, float* d
     const int o = (bg % s.groups) * s.cout_g() + m;
     dk[(b * s.Cout + o) * s.cin_g() * s.taps() + n] = v;
   };
-  warp_gemm<T>(g, load_a, load_b, epilogue);
+  warp_tasks(gemm_task<T>(g, load_a, load_b, epilogue));
 }
 
 template <typename T>

@@ -448,29 +448,36 @@ def test_float16_under_the_interpreter_or_gpu(backend):
 # the CUDA extension's two paths: tensor-core implicit GEMMs (16-bit, TF32 on request) and FFMA kernels
 # --------------------------------------------------------------------------------------------------------
 
-# M, N and K of the three GEMMs off the 32×32 warp tile and the 16-wide K step; two groups; k = 1, 3, 5
-MMA_SHAPES = [(2, 20, 36, 13, 21, 3, 2), (3, 7, 33, 9, 5, 5, 1), (2, 40, 17, 6, 11, 1, 1)]
+# Shapes off every tile: the implicit GEMM's 32×32 warp tile and 16-wide K step; the halo tiles' 16 channels ×
+# 8×16 pixels (several channel steps, channel blocks and patches, partial ones last); two groups; depthwise;
+# k = 1, 3, 5.
+MMA_SHAPES = [(2, 20, 36, 13, 21, 3, 2), (3, 7, 33, 9, 5, 5, 1), (2, 40, 17, 6, 11, 1, 1),
+              (2, 40, 34, 19, 35, 3, 1), (2, 6, 6, 9, 17, 3, 6)]
+# INTERIR_CUDA_TENSOR_CORES: 1 (default: halo tiles for 3×3, the implicit GEMM otherwise), gemm, 0 (FFMA)
+CUDA_PATHS = ("1", "gemm", "0")
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("shape", MMA_SHAPES, ids=lambda s: "b{}_ci{}_co{}_{}x{}_k{}_g{}".format(*s))
 def test_cuda_tensor_core_and_ffma_paths_match_reference(dtype, shape, monkeypatch):
-    """Both paths of the CUDA extension's 16-bit convolutions meet the tolerance rule on tile-edge shapes; the
-    tensor-core path (the default) is bitwise reproducible and is not the FFMA path in disguise."""
+    """Every path of the CUDA extension's 16-bit convolutions meets the tolerance rule on tile-edge shapes; the
+    default path is bitwise reproducible, and the paths are not one another in disguise."""
     use_backend_or_skip("cuda", monkeypatch)
     b, cin, cout, h, w, k, groups = shape
     x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups, dtype=dtype)
     results = {}
-    for path in ("1", "0"):
+    for path in CUDA_PATHS:
         monkeypatch.setenv("INTERIR_CUDA_TENSOR_CORES", path)
         got = _run_conv_autograd("cuda", x, weight, bias, attn, dy, groups)
-        _check_conv(got, x, weight, bias, attn, dy, groups, dtype, f"tensor cores={path} ")
+        _check_conv(got, x, weight, bias, attn, dy, groups, dtype, f"INTERIR_CUDA_TENSOR_CORES={path} ")
         results[path] = got
     monkeypatch.setenv("INTERIR_CUDA_TENSOR_CORES", "1")
     again = _run_conv_autograd("cuda", x, weight, bias, attn, dy, groups)
     assert all(torch.equal(p, q) for p, q in zip(results["1"], again)), "the tensor-core path is not reproducible"
     # the forward's operands differ (W·A rounded to the dtype, as the reference rounds it, against float FFMA)
     assert not torch.equal(results["1"][0], results["0"][0])
+    if k == 3 and cin // groups > 1:  # the halo tiles sum the same products in another order than the GEMM
+        assert any(not torch.equal(p, q) for p, q in zip(results["1"], results["gemm"]))
 
 
 def _abs_conv_reference(x, weight, bias, attn, dy, groups):
@@ -478,7 +485,7 @@ def _abs_conv_reference(x, weight, bias, attn, dy, groups):
     return _conv_reference(*(t.double().abs() for t in (x, weight, bias, attn, dy)), groups)
 
 
-@pytest.mark.parametrize("shape", MMA_SHAPES[:2], ids=["g2_k3", "k5"])
+@pytest.mark.parametrize("shape", MMA_SHAPES[:2] + MMA_SHAPES[3:4], ids=["g2_k3", "k5", "k3_patches"])
 def test_cuda_float32_uses_tf32_tensor_cores_only_when_asked(shape, monkeypatch):
     """float32 stays IEEE by default; with torch.set_float32_matmul_precision("high") the CUDA convolutions run on
     TF32 tensor cores, each element within TF32's bound: 2⁻⁹·Σ|terms| (two operands rounded to 10 bits, ×2)."""
@@ -487,18 +494,20 @@ def test_cuda_float32_uses_tf32_tensor_cores_only_when_asked(shape, monkeypatch)
     x, weight, bias, attn, dy = _conv_inputs(b, cin, cout, h, w, k, groups)
     ieee = _run_conv_autograd("cuda", x, weight, bias, attn, dy, groups)
     _check_conv(ieee, x, weight, bias, attn, dy, groups, torch.float32, "ieee ")
-    before = torch.get_float32_matmul_precision()
-    try:
-        torch.set_float32_matmul_precision("high")
-        tf32 = _run_conv_autograd("cuda", x, weight, bias, attn, dy, groups)
-    finally:
-        torch.set_float32_matmul_precision(before)
     r64 = _conv_reference(x.double(), weight.double(), bias.double(), attn.double(), dy.double(), groups)
     bounds = _abs_conv_reference(x, weight, bias, attn, dy, groups)
-    for name, got, r, bound in zip(("y", "dx", "dweight", "dattn", "dbias"), tf32, r64, bounds):
-        excess = (got.double() - r).abs() - (2.0**-9 * bound + 1e-6)
-        assert excess.max().item() <= 0, f"tf32 {name}: {excess.max().item():.3g} beyond the TF32 bound"
-    assert not torch.equal(tf32[0], ieee[0]), "opting in to TF32 changed nothing: the tensor-core path did not run"
+    before = torch.get_float32_matmul_precision()
+    for path in CUDA_PATHS[:2]:
+        monkeypatch.setenv("INTERIR_CUDA_TENSOR_CORES", path)
+        try:
+            torch.set_float32_matmul_precision("high")
+            tf32 = _run_conv_autograd("cuda", x, weight, bias, attn, dy, groups)
+        finally:
+            torch.set_float32_matmul_precision(before)
+        for name, got, r, bound in zip(("y", "dx", "dweight", "dattn", "dbias"), tf32, r64, bounds):
+            excess = (got.double() - r).abs() - (2.0**-9 * bound + 1e-6)
+            assert excess.max().item() <= 0, f"tf32 {path} {name}: {excess.max().item():.3g} beyond the TF32 bound"
+        assert not torch.equal(tf32[0], ieee[0]), "opting in to TF32 changed nothing: no tensor-core path ran"
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -167,3 +167,12 @@ def test_bench_refuses_a_jsonl_path_in_a_missing_folder(tmp_path):
                            "--jsonl", str(tmp_path / "missing" / "cases.jsonl")],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "--jsonl" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_train_step_bench_splits_the_step(capsys):
+    from bench import train_step
+
+    assert train_step.main(["--batch", "1", "--size", "32", "--steps", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "eager split (median ms): forward" in out and "backward" in out and "adam" in out
+    assert "eager: step" in out and "compiled" not in out

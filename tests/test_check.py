@@ -229,24 +229,22 @@ def test_cuda_report_reads_ptxas_figures_and_gates_stack_and_spills(tmp_path, ca
     assert "INTERIR_PTXAS_VERBOSE=1" in capsys.readouterr().err
 
 
-# Two tensor-core GEMM kernels of a real build of csrc/ (bfloat16 forward and dx), and SASS as cuobjdump prints
-# it, in which only the forward holds HMMA.
-GEMM_FWD = ("_ZN7interir16warp_gemm_kernelIN3c108BFloat16EZNS_4impl16conv_forward_mmaIS2_EEvPKT_S7_PKfS9_PS5_RKNS_9"
-            "ConvShapeEEUliiiE_ZS4_IS2_EvS7_S7_S9_S9_SA_SD_EUliiiE0_ZS4_IS2_EvS7_S7_S9_S9_SA_SD_EUliiifE_EEvNS_9"
-            "GemmShapeET0_T1_T2_")
-GEMM_DX = ("_ZN7interir16warp_gemm_kernelIN3c108BFloat16EZNS_4impl19conv_input_grad_mmaIS2_EEvPKT_S7_PKfPS5_RKNS_9"
-           "ConvShapeEEUliiiE_ZS4_IS2_EvS7_S7_S9_SA_SD_EUliiiE0_ZS4_IS2_EvS7_S7_S9_SA_SD_EUliiifE_EEvNS_9GemmShapeET0_"
-           "T1_T2_")
+# Two tensor-core kernels of a real build of csrc/ (the bfloat16 forward as an implicit GEMM and with halo tiles),
+# and SASS as cuobjdump prints it, in which only the first holds HMMA.
+GEMM_FWD = ("_ZN7interir16warp_task_kernelINS_8GemmTaskIN3c108BFloat16EZNS_4impl16conv_forward_mmaIS3_EEvPKT_S8_PKfSA_"
+            "PS6_RKNS_9ConvShapeEEUliiiE_ZS5_IS3_EvS8_S8_SA_SA_SB_SE_EUliiiE0_ZS5_IS3_EvS8_S8_SA_SA_SB_SE_EUliiifE_EEEEv"
+            "S6_")
+HALO_FWD = "_ZN7interir16warp_task_kernelINS_12ConvHaloTaskIN3c108BFloat16ELi1EEEEEvT_"
 GEMM_LOG = "".join(f"ptxas info    : Compiling entry function '{name}' for 'sm_90'\n"
                    f"    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads\n"
-                   f"ptxas info    : Used 70 registers, used 1 barriers\n" for name in (GEMM_FWD, GEMM_DX))
+                   f"ptxas info    : Used 70 registers, used 1 barriers\n" for name in (GEMM_FWD, HALO_FWD))
 GEMM_SASS = f"""
 \tcode for sm_90
 \t\tFunction : {GEMM_FWD}
 \t.headerflags\t@"EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
         /*0a80*/                   HMMA.16816.F32.BF16 R8, R12, R16, R8 ;
         /*0a90*/                   LDG.E.U16 R3, desc[UR4][R4.64] ;
-\t\tFunction : {GEMM_DX}
+\t\tFunction : {HALO_FWD}
         /*0a80*/                   FFMA R8, R12, R16, R8 ;
 """
 
@@ -257,13 +255,14 @@ def test_cuda_report_gates_tensor_core_kernels_without_tensor_core_instructions(
     kernels = cuda_report.parse_ptxas_log(GEMM_LOG)
     classes = cuda_report.tensor_core_classes(GEMM_SASS)
     assert classes == {kernels[0].kernel: "HMMA", kernels[1].kernel: "none"}
-    assert kernels[0].kernel == "warp_gemm_kernel of conv_forward_mma<c10::BFloat16>"
+    assert [k.kernel for k in kernels] == ["warp_task_kernel of conv_forward_mma<c10::BFloat16>",
+                                           "warp_task_kernel of ConvHaloTask<c10::BFloat16, 1>"]
     assert cuda_report.gate_failures(kernels) == []  # without --sass nothing is known: no verdict
     for k in kernels:
         k.tensor_cores = classes[k.kernel]
     failures = cuda_report.gate_failures(kernels)
-    assert failures == ["warp_gemm_kernel of conv_input_grad_mma<c10::BFloat16> on sm_90: no tensor-core "
-                        "instruction in its SASS"]
+    assert failures == ["warp_task_kernel of ConvHaloTask<c10::BFloat16, 1> on sm_90: no tensor-core instruction "
+                        "in its SASS"]
     assert "| HMMA |" in cuda_report.format_table(kernels)
 
 
@@ -296,3 +295,24 @@ def test_a_scalar_summed_in_16_bit_gets_the_random_walk_floor():
         assert (6 in floors) == expect_floor and set(floors) <= {6}
     exact = run_op("kron_step", "reference", args, front=case.front, dtype_of=lambda t: torch.float64)
     assert 0 < floors[6] < 0.25 * abs(exact[6].item())  # here 1.0 against |dη| = 5.6
+
+
+def test_cuda_traffic_model_counts_the_halo_reuse():
+    """The CUDA convolutions' traffic model: per tap for the FFMA and GEMM forms, once per haloed patch for the
+    halo tiles (10×18 loads for 8×16 pixels), with the blocks each form's tile sides give."""
+    from interir.check.traffic import CUDA_KERNELS, cuda_conv_traffic
+
+    shape = {"b": 2, "cin": 96, "cout": 96, "h": 64, "w": 64, "k": 3, "groups": 1}
+    rows = {(path, kind): cuda_conv_traffic(path, kind, shape, "bf16") for path, kind in CUDA_KERNELS}
+    assert [rows[p, "fwd"]["activation_reads_per_block"] for p in ("ffma", "gemm", "halo")] == [9, 9, 1.406]
+    assert [rows[p, "fwd"]["blocks_of_the_other_side"] for p in ("ffma", "gemm", "halo")] == [12, 3, 6]
+    activation = {p: rows[p, "fwd"]["loaded_bytes"]["x"] for p in ("ffma", "gemm", "halo")}
+    assert activation["halo"] == 2 * 96 * 64 * 64 * 2 * 6 * 180 / 128  # every x element, 6 blocks × 180/128
+    assert activation["gemm"] / activation["halo"] > 3 and activation["ffma"] / activation["halo"] > 12
+    assert rows["halo", "dx"]["loaded_bytes"]["dy"] == activation["halo"]
+    assert rows["halo", "dk"]["activation_reads_per_block"] == 1.406 and rows["halo", "dk"]["loaded_bytes"]["dy"] == \
+        2 * 96 * 64 * 64 * 2 * 6  # dy once per 16-input-channel block
+    odd = cuda_conv_traffic("halo", "fwd", dict(shape, h=9, w=17), "fp32")
+    assert odd["activation_reads_per_block"] == round(4 * 180 / (9 * 17), 3)  # partial patches load whole halos
+    with pytest.raises(ValueError, match="3×3"):
+        cuda_conv_traffic("halo", "fwd", dict(shape, k=5), "bf16")

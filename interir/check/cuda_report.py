@@ -9,7 +9,7 @@ Build with `INTERIR_PTXAS_VERBOSE=1` (setup.py then passes -Xptxas=-v to nvcc) a
 Per kernel and target: registers, stack frame, spill stores and loads, and with --sass the tensor-core
 instruction class in the extension's SASS (cuobjdump). The gate: no spill, no stack frame in the block
 reductions (their accumulators must live in registers), and with --sass every tensor-core GEMM kernel
-(warp_gemm_kernel, csrc/mma_gemm.cuh) really holds tensor-core instructions.
+(warp_task_kernel, csrc/mma_gemm.cuh) really holds tensor-core instructions.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def _shorten(name: str) -> str:
     and the kernel template: block_reduce_kernel<49> of attention_forward_t<float, 7>."""
     name = re.sub(r"^void ", "", name)
     kernel = re.match(r"interir::(\w+)", name)
-    launcher = re.search(r"interir::impl::(\w+(?:<[^<>]*>)?)", name)
+    launcher = re.search(r"interir::impl::(\w+(?:<[^<>]*>)?)", name) or re.search(r"interir::(\w+Task<[^<>]*>)", name)
     values = re.match(r"interir::block_reduce_kernel<(\d+)", name)
     head = kernel.group(1) if kernel else name[:60]
     if values:
@@ -118,7 +118,7 @@ def attach_sass(kernels: list[CudaKernel], library: str) -> None:
 def gate_failures(kernels: list[CudaKernel]) -> list[str]:
     failures = []
     for k in kernels:
-        if k.kernel.startswith("warp_gemm_kernel") and k.tensor_cores == "none":
+        if k.kernel.startswith("warp_task_kernel") and k.tensor_cores == "none":
             failures.append(f"{k.kernel} on {k.target}: no tensor-core instruction in its SASS")
         if k.spill_bytes:
             failures.append(f"{k.kernel} on {k.target}: spills {k.spill_bytes} bytes")
@@ -135,9 +135,30 @@ def format_table(kernels: list[CudaKernel]) -> str:
     return "\n".join(lines)
 
 
+# The problem of the traffic table: the paper's EPBlock convolution (96 channels) on 64² maps, batch 4, bf16,
+# as the Triton kernels' traffic is recorded (interir check --static).
+TRAFFIC_SHAPE = {"b": 4, "cin": 96, "cout": 96, "h": 64, "w": 64, "k": 3, "groups": 1}
+
+
+def traffic_rows(element: str = "bf16") -> list[dict]:
+    """The CUDA convolutions' traffic model (interir/check/traffic.py) at TRAFFIC_SHAPE, every path and pass."""
+    from interir.check.traffic import CUDA_KERNELS, cuda_conv_traffic
+
+    return [cuda_conv_traffic(path, kind, TRAFFIC_SHAPE, element) for path, kind in CUDA_KERNELS]
+
+
+def format_traffic_table(rows: list[dict]) -> str:
+    lines = ["| CUDA convolution | activation reads per block | blocks | loaded / written | compulsory / written |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['kernel']} | {r['activation_reads_per_block']} | {r['blocks_of_the_other_side']} | "
+              f"{r['loaded_per_written']} | {r['compulsory_per_written']} |" for r in rows]
+    return "\n".join(lines)
+
+
 def report(kernels: list[CudaKernel]) -> dict:
     return {"kernels": [asdict(k) | {"spill_bytes": k.spill_bytes} for k in kernels],
-            "gate_failures": gate_failures(kernels)}
+            "gate_failures": gate_failures(kernels),
+            "traffic": {"shape": TRAFFIC_SHAPE, "element": "bf16", "rows": traffic_rows()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{library}: {exc}", file=sys.stderr)
             return 1
     print(format_table(kernels))
+    print(f"\nTraffic of the convolutions at {TRAFFIC_SHAPE} in bf16 (interir/check/traffic.py):\n")
+    print(format_traffic_table(traffic_rows()))
     failures = gate_failures(kernels)
     for failure in failures:
         print(f"gate: {failure}")

@@ -427,6 +427,7 @@ def run_static(args) -> int:
         if not kernels:
             failures.append(f"{args.cuda_log}: no ptxas figures (build with INTERIR_PTXAS_VERBOSE=1)")
         print(cuda_report.format_table(kernels))
+        print("\n" + cuda_report.format_traffic_table(cuda_report.traffic_rows()))
         failures += cuda_report.gate_failures(kernels)
         cuda = cuda_report.report(kernels)
     for failure in failures:

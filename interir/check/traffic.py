@@ -108,4 +108,65 @@ def conv_traffic(kernel: str, tile: dict, shape: dict, element: str) -> dict | N
             "compulsory_per_written": round(compulsory / written, 3), "staging_written_bytes": staging}
 
 
-__all__ = ["conv_traffic", "KERNELS", "ELEMENT_BYTES"]
+# The CUDA extension's modulated-conv kernels (csrc/; the tile constants of explainable_conv.cuh, mma_gemm.cuh and
+# conv_mma.cuh): (path, pass). Paths: "ffma" (one thread per 8 result channels × pixel), "gemm" (the implicit
+# GEMM: a warp per 32×32 tile, operands gathered per tap), "halo" (a warp per 16 channels × 8×16 pixels, the input
+# staged once per channel step with its one-pixel halo; 3×3 only). Passes: "fwd", "dx", "dk".
+CUDA_KERNELS = tuple((path, kind) for path in ("ffma", "gemm", "halo") for kind in ("fwd", "dx", "dk"))
+_FFMA_TILE, _GEMM_TILE, _HALO_BLOCK, _PATCH_H, _PATCH_W = 8, 32, 16, 8, 16
+
+
+def cuda_conv_traffic(path: str, kind: str, shape: dict, element: str) -> dict:
+    """The global-memory traffic of one CUDA-extension convolution pass, as conv_traffic reports a Triton one.
+
+    shape: b, cin, cout, h, w, k, groups. The activation the pass gathers over taps (x for fwd and dK, dy for dx)
+    is read `activation_reads_per_block` times for each block of the other side's channels (of
+    `blocks_of_the_other_side`); dK's second operand (dy) is read once per block of input channels. Loads of
+    taps outside the map count, as in conv_traffic."""
+    e = ELEMENT_BYTES[element]
+    mma_k = 8 if element == "fp32" else 16  # channels (or pixels) per tensor-core step
+    b, cin, cout, k, g = shape["b"], shape["cin"], shape["cout"], shape["k"], shape["groups"]
+    h, w = shape["h"], shape["w"]
+    hw, kk, cin_g, cout_g = h * w, k * k, cin // g, cout // g
+    if path == "halo" and k != 3:
+        raise ValueError("the halo tiles are for 3×3 kernels")
+    patches = _blocks(h, _PATCH_H) * _blocks(w, _PATCH_W)
+    halo_reads = (_PATCH_H + 2) * (_PATCH_W + 2) * patches / hw  # per activation element, per channel block
+    if kind in ("fwd", "dx"):
+        c_sum, c_res = (cin_g, cout_g) if kind == "fwd" else (cout_g, cin_g)  # summed and result channels
+        gathered = b * g * c_sum * hw * e  # the activation read over taps
+        if path == "ffma":
+            blocks = _blocks(c_res, _FFMA_TILE)
+            reads, weight_elements = kk, b * g * blocks * hw * _FFMA_TILE * c_sum * kk
+        elif path == "gemm":
+            blocks = _blocks(c_res, _GEMM_TILE)
+            reads = kk * _blocks(hw, _GEMM_TILE) * _GEMM_TILE / hw
+            weight_elements = b * g * blocks * _blocks(hw, _GEMM_TILE) * _GEMM_TILE * c_sum * kk
+        else:
+            blocks = _blocks(c_res, _HALO_BLOCK)
+            reads = halo_reads * _blocks(c_sum, mma_k) * mma_k / c_sum
+            weight_elements = b * g * blocks * patches * _HALO_BLOCK * _blocks(c_sum, mma_k) * mma_k * kk
+        loads = {"x" if kind == "fwd" else "dy": reads * blocks * gathered,
+                 "weight": weight_elements * e, "attention": weight_elements * 4}  # W·A: one of each per element
+        written = b * g * c_res * hw * e
+        compulsory = gathered + cout * cin_g * kk * e + b * cin * kk * 4
+    else:
+        x_bytes, dy_bytes = b * cin * hw * e, b * cout * hw * e
+        if path == "ffma":  # a block per (b, o, c): the dy plane once, the x plane once per tap
+            blocks, reads, dy_reads = cout_g, kk, cin_g
+        elif path == "gemm":  # M = Cout/g, N = Cin/g·k², K = pixels
+            blocks, reads = _blocks(cout_g, _GEMM_TILE), kk
+            dy_reads = _blocks(cin_g * kk, _GEMM_TILE)
+        else:
+            blocks, reads = _blocks(cout_g, _HALO_BLOCK), halo_reads
+            dy_reads = _blocks(cin_g, _HALO_BLOCK) * patches * _PATCH_H * _PATCH_W / hw
+        loads = {"x": reads * blocks * x_bytes, "dy": dy_reads * dy_bytes}
+        written = b * cout * cin_g * kk * 4  # the float32 per-sample kernel gradient
+        compulsory = x_bytes + dy_bytes
+    total = sum(loads.values())
+    return {"kernel": f"cuda {path} {kind}", "activation_reads_per_block": round(reads, 3),
+            "blocks_of_the_other_side": blocks, "loaded_bytes": {n: round(v) for n, v in loads.items()},
+            "loaded_per_written": round(total / written, 3), "compulsory_per_written": round(compulsory / written, 3)}
+
+
+__all__ = ["conv_traffic", "cuda_conv_traffic", "CUDA_KERNELS", "KERNELS", "ELEMENT_BYTES"]
