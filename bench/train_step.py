@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         steps["compiled"]()
         print(f"compiled: first step (the compile) {time.perf_counter() - started:.1f} s")
+        steps["eager"]()  # the same number of Adam steps, so that the losses compare step for step
     for step in steps.values():
         step(), step()
     times: dict[str, list[float]] = {name: [] for name in steps}
