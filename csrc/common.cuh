@@ -13,9 +13,13 @@
 #if defined(__CUDACC__)
 #define INTERIR_HD __host__ __device__ __forceinline__
 #define INTERIR_LAMBDA __host__ __device__
+// Before a host-device template that calls device-only code of its template arguments (a warp policy): each
+// instantiation runs on one side only (mma_gemm.cuh), so nvcc's cross-side call check does not apply.
+#define INTERIR_ONE_SIDED _Pragma("nv_exec_check_disable")
 #else
 #define INTERIR_HD inline
 #define INTERIR_LAMBDA
+#define INTERIR_ONE_SIDED
 #endif
 
 namespace interir {

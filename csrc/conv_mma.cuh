@@ -72,9 +72,7 @@ struct ConvHaloTask {
     return static_cast<int64_t>(s.B) * s.groups * blocks() * patches_h() * patches_w();
   }
 
-#if defined(__CUDACC__)
-#pragma nv_exec_check_disable
-#endif
+  INTERIR_ONE_SIDED
   template <typename Warp>
   INTERIR_HD void operator()(Warp& warp, Stage& st, int task) const {
     constexpr int kK = Stage::kK;
@@ -167,9 +165,7 @@ struct KernelGradHaloTask {
   INTERIR_HD int in_blocks() const { return (s.cin_g() + kFragment - 1) / kFragment; }
   INTERIR_HD int64_t count() const { return static_cast<int64_t>(s.B) * s.groups * out_blocks() * in_blocks(); }
 
-#if defined(__CUDACC__)
-#pragma nv_exec_check_disable
-#endif
+  INTERIR_ONE_SIDED
   template <typename Warp>
   INTERIR_HD void operator()(Warp& warp, Stage& st, int task) const {
     constexpr int kK = Stage::kK;

@@ -76,9 +76,7 @@ inline float round_to_tf32(float v) {
 // One tile of C: `tile` enumerates (batch, tile row, tile column), columns fastest. load_a(batch, m, k) and
 // load_b(batch, k, n) return operand elements (as T) for in-range indices only; out-of-range slots are zero.
 // epilogue(batch, m, n, value) receives every in-range element of C once.
-#if defined(__CUDACC__)
-#pragma nv_exec_check_disable  // instantiated with DeviceWarp on the GPU only, with HostWarp on the host only
-#endif
+INTERIR_ONE_SIDED
 template <typename T, typename Warp, typename LoadA, typename LoadB, typename Epilogue>
 INTERIR_HD void gemm_tile(Warp& warp, WarpStage<T>& st, const GemmShape& g, int tile, const LoadA& load_a,
                           const LoadB& load_b, const Epilogue& epilogue) {
@@ -133,9 +131,7 @@ struct GemmTask {
   LoadB load_b;
   Epilogue epilogue;
   INTERIR_HD int64_t count() const { return shape.tiles(); }
-#if defined(__CUDACC__)
-#pragma nv_exec_check_disable
-#endif
+  INTERIR_ONE_SIDED
   template <typename Warp>
   INTERIR_HD void operator()(Warp& warp, Stage& st, int tile) const {
     gemm_tile<T>(warp, st, shape, tile, load_a, load_b, epilogue);
