@@ -1,4 +1,4 @@
-// The launchers of every operation, written once over the two primitives parallel_for / block_reduce
+// The launchers of every operation, written once over the primitives parallel_for / block_reduce / warp_tasks
 // (executor_cuda.cuh on a GPU, executor_host.h in the host emulation). Included by exactly one .cu/.cpp per
 // build. Accumulation is float32 everywhere; outputs take the dtype of the input they are the gradient of.
 #pragma once
