@@ -78,7 +78,7 @@ _SASS_FUNCTION = re.compile(r"^\s*Function : (\S+)\s*$", re.MULTILINE)
 _TENSOR_CORE_OPS = re.compile(r"\b(HGMMA|HMMA|IMMA|DMMA|QGMMA)\b")
 
 
-def _cuobjdump() -> str | None:
+def find_cuobjdump() -> str | None:
     """cuobjdump from CUDA_HOME, PATH, or the one Triton ships."""
     candidates = [os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "cuobjdump"),
                   shutil.which("cuobjdump")]
@@ -104,7 +104,7 @@ def tensor_core_classes(sass: str) -> dict[str, str]:
 
 def attach_sass(kernels: list[CudaKernel], library: str) -> None:
     """Fill each kernel's tensor_cores from the SASS of the built library (the .so); raises OSError on failure."""
-    tool = _cuobjdump()
+    tool = find_cuobjdump()
     if tool is None:
         raise OSError("no cuobjdump (set CUDA_HOME)")
     run = subprocess.run([tool, "-sass", library], capture_output=True, text=True, timeout=600, check=False)
