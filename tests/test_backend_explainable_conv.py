@@ -591,3 +591,14 @@ def test_autotune_on_gpu(monkeypatch):
     for p, q in zip(first, second):
         assert torch.equal(p, q)
     _check_conv(first, x, weight, bias, attn, dy, 1, torch.float32)
+
+
+def test_cuda_tensor_core_form_is_validated(monkeypatch):
+    """A value of INTERIR_CUDA_TENSOR_CORES the kernels would not understand is a one-line error, not a silent
+    default."""
+    use_backend_or_skip("cuda", monkeypatch)
+    monkeypatch.setenv("INTERIR_CUDA_TENSOR_CORES", "yes")
+    x, weight, bias, attn, _ = _conv_inputs(1, 3, 4, 5, 6, 3, 1)
+    with pytest.raises(interir.errors.InterIRError, match="INTERIR_CUDA_TENSOR_CORES='yes'") as info:
+        ops.modulated_conv(x, weight, bias, attn, backend="cuda")
+    assert "\n" not in str(info.value)

@@ -79,15 +79,16 @@ _TENSOR_CORE_OPS = re.compile(r"\b(HGMMA|HMMA|IMMA|DMMA|QGMMA)\b")
 
 
 def find_cuobjdump() -> str | None:
-    """cuobjdump from CUDA_HOME, PATH, or the one Triton ships."""
-    candidates = [os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "cuobjdump"),
-                  shutil.which("cuobjdump")]
+    """cuobjdump: the one Triton ships, else CUDA_HOME's, else PATH's (also used by interir check --static)."""
+    candidates = []
     try:
         import triton
 
         candidates.append(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump"))
     except ImportError:
         pass
+    candidates += [os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "cuobjdump"),
+                   shutil.which("cuobjdump")]
     return next((c for c in candidates if c and os.path.isfile(c)), None)
 
 

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -236,16 +235,11 @@ _PTXAS_SPILL = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 _PTXAS_STACK = re.compile(r"(\d+) bytes stack frame")
 
 
-def _bin_tool(name: str) -> str | None:
-    import triton
-
-    path = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
-    return str(path) if path.is_file() else None
-
-
 def _sass_facts(cubin: bytes) -> tuple[str, str, dict]:
     """(tensor-core class, widest global load, {global-load instruction: count}) of a cubin's SASS."""
-    tool = _bin_tool("cuobjdump") or "cuobjdump"
+    from interir.check.cuda_report import find_cuobjdump
+
+    tool = find_cuobjdump() or "cuobjdump"
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(cubin)
     try:

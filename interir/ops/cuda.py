@@ -6,8 +6,11 @@ runs the kernels' host emulation on CPU tensors (see cuda_build).
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
+from interir.errors import InterIRError
 from interir.ops.cuda_build import emulating, load_extension
 
 _C = load_extension()
@@ -45,6 +48,27 @@ def conv_why_not(x, weight, bias, attn, groups) -> str | None:
     return _tensors_why_not(x, weight, bias, attn) or _kernel_size_why_not(weight.shape[-1])
 
 
+TENSOR_CORES_ENV = "INTERIR_CUDA_TENSOR_CORES"
+TENSOR_CORE_FORMS = ("1", "gemm", "0")  # halo tiles for 3×3 (default), the implicit GEMM, FFMA (docs/gpu.md)
+
+
+def check_tensor_core_form() -> None:
+    """A one-line InterIRError for an INTERIR_CUDA_TENSOR_CORES value the kernels would not understand."""
+    value = os.environ.get(TENSOR_CORES_ENV)
+    if value is not None and value not in TENSOR_CORE_FORMS:
+        raise InterIRError(f"{TENSOR_CORES_ENV}={value!r}: expected 1 (the default), gemm or 0")
+
+
+def _conv_forward(x, weight, bias, attn, groups):
+    check_tensor_core_form()
+    return _C.modulated_conv(x, weight, bias, attn, groups)
+
+
+def _conv_backward(g, x, weight, attn, groups):
+    check_tensor_core_form()
+    return tuple(_C.modulated_conv_backward(g, x, weight, attn, groups))
+
+
 def kron_apply_why_not(x, p1, p2, transpose) -> str | None:
     return _tensors_why_not(x, p1, p2)
 
@@ -64,8 +88,8 @@ TABLE = {
         "why_not": attention_why_not,
     },
     "modulated_conv": {
-        "forward": _C.modulated_conv,
-        "backward": lambda g, x, w, attn, groups: tuple(_C.modulated_conv_backward(g, x, w, attn, groups)),
+        "forward": _conv_forward,
+        "backward": _conv_backward,
         "why_not": conv_why_not,
     },
     "kron_apply": {
