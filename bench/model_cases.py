@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -131,16 +132,21 @@ def _autocast(device: torch.device, dtype_name: str):
 
 @dataclass
 class TrainStep:
-    """One mode's training step and what it holds (the model copy, its optimizer)."""
+    """One mode's training step and what it holds (the model copy, its optimizer). `run()` returns the step's loss
+    (a detached tensor); with `split` given, it also appends the seconds of each phase of the step to it."""
 
-    run: Callable[[], Any]
+    run: Callable[[], torch.Tensor]
     model: nn.Module
     optimizer: torch.optim.Optimizer
 
 
+PHASES = ("forward", "loss", "backward", "clip + adam")
+
+
 def make_train_step(base: nn.Module, network: str, x: torch.Tensor, y: torch.Tensor, dtype_name: str,
-                    backend: str, compiled: bool) -> TrainStep:
-    """A copy of `base` on x's device with its own Adam, and a callable doing one training step on (x, y)."""
+                    backend: str, compiled: bool, split: list[dict[str, float]] | None = None) -> TrainStep:
+    """A copy of `base` on x's device with its own Adam, and a callable doing one training step on (x, y).
+    `split`: a list that gets, per step, {phase: seconds} for PHASES (the device synchronised between them)."""
     model = copy.deepcopy(base).to(x.device).train()
     tcfg = DEFAULTS["train"]
     optim = tcfg["optim"]
@@ -149,16 +155,31 @@ def make_train_step(base: nn.Module, network: str, x: torch.Tensor, y: torch.Ten
     net = torch.compile(model) if compiled else model
     clip = tcfg["grad_clip"]
 
-    def step():
+    def mark(marks: list[float]) -> None:
+        if split is not None:
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
+            marks.append(time.perf_counter())
+
+    def step() -> torch.Tensor:
+        marks: list[float] = []
         with _backend_context(backend):
+            mark(marks)
             with _autocast(x.device, dtype_name):
                 out = net(x, return_stages=True) if loss_fn.needs_stages else net(x)
+            mark(marks)
             loss = loss_fn(out, y)
+            mark(marks)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            mark(marks)
             if clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             optimizer.step()
+            mark(marks)
+        if split is not None:
+            split.append({phase: b - a for phase, a, b in zip(PHASES, marks, marks[1:])})
+        return loss.detach()
 
     return TrainStep(step, model, optimizer)
 

@@ -172,33 +172,37 @@ inline ConvShape conv_shape(const at::Tensor& x, const at::Tensor& weight, int64
                    static_cast<int>(groups)};
 }
 
-// Whether the convolutions of dtype T run on tensor cores (docs/gpu.md; sm_80 and newer): bf16 and fp16
-// always; float32 only when the user opted in to TF32 for float32 matrix products
-// (torch.set_float32_matmul_precision("high"), as the Triton kernels do). INTERIR_CUDA_TENSOR_CORES=0 keeps the
-// FFMA kernels (for comparisons).
-template <typename T>
-bool use_tensor_cores() {
-  const char* env = std::getenv("INTERIR_CUDA_TENSOR_CORES");
-  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
-#if defined(__CUDACC__)
-  if (at::cuda::getCurrentDeviceProperties()->major < 8) return false;  // bf16/TF32 WMMA: sm_80 and newer
-#endif
-  if constexpr (sizeof(T) == 4) return at::globalContext().allowTF32CuBLAS();
-  return true;
-}
+// How the convolutions of dtype T run (docs/gpu.md, "The CUDA extension on tensor cores"):
+//   halo: on tensor cores, the input staged once per tile with its halo (conv_mma.cuh; 3×3 kernels);
+//   gemm: on tensor cores, one implicit GEMM that gathers the input once per tap (mma_gemm.cuh; every size);
+//   ffma: on the CUDA cores (explainable_conv.cuh).
+// Tensor cores need sm_80 or newer; bf16 and fp16 take them always, float32 only when the user opted in to TF32
+// for float32 matrix products (torch.set_float32_matmul_precision("high"), as the Triton kernels do).
+// INTERIR_CUDA_TENSOR_CORES=gemm forces the GEMM and =0 the FFMA kernels, for comparisons (interir/ops/cuda.py
+// refuses any other value before it gets here).
+enum class ConvForm { ffma, gemm, halo };
 
-// Whether a tensor-core convolution stages its input once per tile with a halo (conv_mma.cuh: 3×3 kernels) or
-// gathers it once per tap (mma_gemm.cuh: every kernel size; INTERIR_CUDA_TENSOR_CORES=gemm forces it).
-inline bool use_halo_tiles(const ConvShape& s) {
+template <typename T>
+ConvForm conv_form(const ConvShape& s) {
   const char* env = std::getenv("INTERIR_CUDA_TENSOR_CORES");
-  return s.k == 3 && !(env != nullptr && std::strcmp(env, "gemm") == 0);
+  const bool ffma_only = env != nullptr && std::strcmp(env, "0") == 0;
+  const bool gemm_only = env != nullptr && std::strcmp(env, "gemm") == 0;
+  if (ffma_only) return ConvForm::ffma;
+#if defined(__CUDACC__)
+  if (at::cuda::getCurrentDeviceProperties()->major < 8) return ConvForm::ffma;  // bf16/TF32 WMMA: sm_80 and newer
+#endif
+  if constexpr (sizeof(T) == 4) {
+    if (!at::globalContext().allowTF32CuBLAS()) return ConvForm::ffma;
+  }
+  return s.k == 3 && !gemm_only ? ConvForm::halo : ConvForm::gemm;
 }
 
 // The forward as one implicit GEMM per (b, group): y[o, p] = Σ_{(c,t)} Wm_b[o, (c,t)]·x[c, p + t − pad], with
 // Wm_b = W·A rounded to T (the reference's modulated kernel) and the shifted x gathered with zero padding.
 template <typename T>
-void conv_forward_mma(const T* xp, const T* wp, const float* bias, const float* attn, T* yp, const ConvShape& s) {
-  if (use_halo_tiles(s)) return warp_tasks(ConvHaloTask<T, +1>{s, xp, wp, attn, bias, yp});
+void conv_forward_mma(const T* xp, const T* wp, const float* bias, const float* attn, T* yp, const ConvShape& s,
+                      ConvForm form) {
+  if (form == ConvForm::halo) return warp_tasks(ConvHaloTask<T, +1>{s, xp, wp, attn, bias, yp});
   const GemmShape g{s.B * s.groups, s.cout_g(), static_cast<int>(s.hw()), s.cin_g() * s.taps()};
   auto load_a = [=] INTERIR_LAMBDA(int bg, int m, int k) {
     return modulated_weight<T>(wp, attn, s, bg / s.groups, bg % s.groups, m, k);
@@ -217,8 +221,8 @@ void conv_forward_mma(const T* xp, const T* wp, const float* bias, const float* 
 
 // dx as one implicit GEMM per (b, group): dx[c, p] = Σ_{(o,t)} Wm_b[o, c, t]·dy[o, p − t + pad].
 template <typename T>
-void conv_input_grad_mma(const T* gp, const T* wp, const float* attn, T* dxp, const ConvShape& s) {
-  if (use_halo_tiles(s)) return warp_tasks(ConvHaloTask<T, -1>{s, gp, wp, attn, nullptr, dxp});
+void conv_input_grad_mma(const T* gp, const T* wp, const float* attn, T* dxp, const ConvShape& s, ConvForm form) {
+  if (form == ConvForm::halo) return warp_tasks(ConvHaloTask<T, -1>{s, gp, wp, attn, nullptr, dxp});
   const GemmShape g{s.B * s.groups, s.cin_g(), static_cast<int>(s.hw()), s.cout_g() * s.taps()};
   auto load_a = [=] INTERIR_LAMBDA(int bg, int m, int k) {
     const int taps = s.taps();
@@ -240,8 +244,8 @@ void conv_input_grad_mma(const T* gp, const T* wp, const float* attn, T* dxp, co
 // The per-sample kernel gradient as one implicit GEMM per (b, group), summed over the pixels in a fixed order:
 // dK_b[o, (c,t)] = Σ_p dy[o, p]·x[c, p + t − pad]  (float32, B×Cout×Cin/g×k²).
 template <typename T>
-void conv_kernel_grad_mma(const T* gp, const T* xp, const ConvShape& s, float* dk) {
-  if (use_halo_tiles(s)) return warp_tasks(KernelGradHaloTask<T>{s, gp, xp, dk});
+void conv_kernel_grad_mma(const T* gp, const T* xp, const ConvShape& s, float* dk, ConvForm form) {
+  if (form == ConvForm::halo) return warp_tasks(KernelGradHaloTask<T>{s, gp, xp, dk});
   const GemmShape g{s.B * s.groups, s.cout_g(), s.cin_g() * s.taps(), static_cast<int>(s.hw())};
   auto load_a = [=] INTERIR_LAMBDA(int bg, int m, int k) {
     const int64_t b = bg / s.groups;
@@ -266,7 +270,8 @@ void conv_forward_t(const at::Tensor& x, const at::Tensor& weight, const float* 
   const T* xp = x.data_ptr<T>();
   const T* wp = weight.data_ptr<T>();
   T* yp = y.data_ptr<T>();
-  if (use_tensor_cores<T>()) return conv_forward_mma<T>(xp, wp, bias, attn, yp, s);
+  const ConvForm form = conv_form<T>(s);
+  if (form != ConvForm::ffma) return conv_forward_mma<T>(xp, wp, bias, attn, yp, s, form);
   parallel_for(conv_forward_threads(s),
                [=] INTERIR_LAMBDA(int64_t i) { conv_forward_point(xp, wp, bias, attn, yp, s, i); });
 }
@@ -309,9 +314,10 @@ void conv_backward_t(const at::Tensor& grad_y, const at::Tensor& x, const at::Te
   T* dxp = grad_x.data_ptr<T>();
   T* dwp = grad_weight.data_ptr<T>();
   T* dbp = grad_bias.data_ptr<T>();
-  const bool mma = use_tensor_cores<T>();
+  const ConvForm form = conv_form<T>(s);
+  const bool mma = form != ConvForm::ffma;
   if (mma) {
-    conv_input_grad_mma<T>(gp, wp, attn, dxp, s);
+    conv_input_grad_mma<T>(gp, wp, attn, dxp, s, form);
   } else {
     parallel_for(conv_input_grad_threads(s),
                  [=] INTERIR_LAMBDA(int64_t i) { conv_input_grad_point(gp, wp, attn, dxp, s, i); });
@@ -321,7 +327,7 @@ void conv_backward_t(const at::Tensor& grad_y, const at::Tensor& x, const at::Te
   at::Tensor kernel_grad = at::empty({s.B, s.Cout, s.cin_g(), taps}, float_options(x));
   float* dk = kernel_grad.data_ptr<float>();
   if (mma) {
-    conv_kernel_grad_mma<T>(gp, xp, s, dk);
+    conv_kernel_grad_mma<T>(gp, xp, s, dk, form);
   } else {
     dispatch_kernel_size(s.k, "modulated_conv_backward", [&](auto fixed) {
       conv_kernel_grad_t<T, decltype(fixed)::k>(gp, xp, s, dk);
