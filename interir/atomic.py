@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 TEMP_TAG = "interir-tmp"
 _NAME_BYTES = 48  # at most this much of the target's name goes into a temporary name
-_STALE = re.compile(r"^\..*\." + TEMP_TAG + r"-(\d+)-[0-9a-f]{8}(\.tmp)?$", re.DOTALL)
+_STALE = re.compile(r"^\..*\." + TEMP_TAG + r"-(\d+)-[0-9a-f]{8}(\.tmp|\.pt2)?$", re.DOTALL)
 
 
 def _umask() -> int:
@@ -55,12 +55,13 @@ def _fsync_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it is flushed and renamed to `path`, else
-    removed. The caller writes the temporary path (any writer that takes a file name)."""
+    removed. The caller writes the temporary path (any writer that takes a file name); `suffix` ends its name,
+    for writers that insist on one (".tmp" or ".pt2": what `remove_stale_temporaries` knows)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / temp_name(path.name)
+    tmp = path.parent / temp_name(path.name, suffix)
     try:
         yield tmp
         if not tmp.exists():
@@ -190,3 +191,50 @@ def check_writable_folder(folder: str | os.PathLike, what: str = "output folder"
             tmp.unlink()
         except OSError:
             pass
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_new_file(path: str | os.PathLike, what: str, *, overwrite: bool = False, inputs=(),
+                   option: str | None = "--overwrite") -> None:
+    """Before any work: refuse (one-line InterIRError) an output file that is one of `inputs`, is a folder, or
+    exists unless `overwrite` (`option` is the flag that allows it, None when the command has none); and check
+    that its folder can take it. An input is never replaced, whatever the flags."""
+    from interir.errors import InterIRError
+
+    path = Path(path)
+    for source in inputs:
+        if _same_path(path, Path(source)):
+            raise InterIRError(f"the {what} {path} is also an input of this command ({source}); choose another name "
+                               "(inputs are never replaced)")
+    if path.is_dir():
+        raise InterIRError(f"the {what} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        allow = f"; pass {option} to replace it" if option else "; choose another name or remove it first"
+        raise InterIRError(f"the {what} {path} exists{allow}")
+    check_writable_folder(path.parent if str(path.parent) else ".", f"folder of the {what}")
+
+
+def check_report_path(path: str | os.PathLike, option: str = "--json") -> None:
+    """Before any work: a JSON report file may be new, or replace an earlier JSON file (reports are made again
+    and again), but never a folder or a file of another kind (one-line InterIRError)."""
+    import json
+
+    from interir.errors import InterIRError
+
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        raise InterIRError(f"{option} {path}: give a file name ending in .json")
+    if path.is_dir():
+        raise InterIRError(f"{option} {path} is a folder; give a file name")
+    if path.exists():
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise InterIRError(f"{option} {path} exists and is not a JSON report; choose another name") from None
+    check_writable_folder(path.parent if str(path.parent) else ".", f"folder of the {option} report")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from interir.errors import InterIRError
+from interir.validation import seed_arg
 
 BUNDLED_PHOTO = Path(__file__).parent / "assets" / "demo.png"
 
@@ -99,7 +100,7 @@ def write_demo_picture(path: Path, picture) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", default=None, help="a clean photo to degrade (default: the bundled one)")
     parser.add_argument("--combo", default="H+R+N", help="degradations: H+R+N, H+R, H+N, R+N, H, R or N")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the degradation levels and patterns")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of the degradation levels and patterns")
     parser.add_argument("--checkpoint", "-c", default=None, help="weights (default: the shipped small model)")
     parser.add_argument("--max-size", type=int, default=256, help="longer side the photo is resized to")
     parser.add_argument("-o", "--output", default="interir_demo.png",

@@ -93,16 +93,22 @@ def saved_image_path(folder: Path, set_name: str, name: str, label: str | None =
     return (folder / label if label else folder) / set_name / name
 
 
+def test_set_files(sets: dict) -> set[Path]:
+    """Every input and target file of the evaluated sets, resolved: what no output may replace."""
+    sources = set()
+    for ds in sets.values():
+        for pair in getattr(ds, "pairs", ()):
+            sources.update(Path(p).resolve() for p in pair)
+    return sources
+
+
 def plan_saved_images(folder: Path, sets: dict[str, Dataset], max_images: int | None, labels: list[str] | None,
                       overwrite: bool) -> None:
     """Refuse, before any work, outputs that would replace an input or target of the sets, and (unless
     `overwrite`) outputs that already exist. labels: the models' labels when comparing, else None."""
     if folder.exists() and not folder.is_dir():
         raise InterIRError(f"--save-images {folder} exists and is not a folder")
-    sources = set()
-    for ds in sets.values():
-        for pair in getattr(ds, "pairs", ()):
-            sources.update(Path(p).resolve() for p in pair)
+    sources = test_set_files(sets)
     planned = [saved_image_path(folder, s, image_name(ds, i), label)
                for label in (labels or [None]) for s, ds in sets.items()
                for i in range(images_to_evaluate(ds, max_images))]

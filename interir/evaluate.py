@@ -29,10 +29,11 @@ from interir.atomic import check_writable_folder
 from interir.data.imageio import IMAGE_EXTENSIONS
 from interir.devices import resolve_device
 from interir.errors import InterIRError
+from interir.validation import seed_arg
 from interir.eval_core import ForwardOptions, check_crop_border, evaluate_images, load_eval_sets, summarise, warm_up
 from interir.eval_report import (FIGURE_CROP, FIGURE_ROWS, RESULT_FILES, FigureRow, centre_crop, comparison_figure,
                                  figure_keys, format_comparison, format_table, plan_saved_images, save_per_image,
-                                 save_restored, save_results, saved_image_path, with_differences)
+                                 save_restored, save_results, saved_image_path, test_set_files, with_differences)
 from interir.infer import DEFAULT_OVERLAP  # the same default as `interir restore`
 
 __all__ = ["add_arguments", "run"]
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--data", metavar="FOLDER", help="an `interir synth` set, or a paired input/target folder")
     src.add_argument("--synthetic", metavar="CLEAN_FOLDER",
                      help="degrade the clean images of this folder under the 7 combinations (seeded) and evaluate")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --synthetic (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="seed of --synthetic (default 0)")
     parser.add_argument("--y-channel", action="store_true", help="metrics on BT.601 Y (deraining); default RGB")
     parser.add_argument("--crop-border", type=int, default=0, help="pixels cropped from each edge before metrics")
     parser.add_argument("--max-images", type=int, default=None, help="at most this many images per set")
@@ -92,8 +93,7 @@ def check_options(args: argparse.Namespace) -> ForwardOptions:
         if figure.is_dir():
             raise InterIRError(f"--figure {figure} is a folder; give a file name such as {figure / 'crops.png'}")
         if figure.exists() and not args.overwrite:
-            raise InterIRError(f"--figure {figure} exists from an earlier run; pass --overwrite to replace it, or "
-                               f"choose another name")
+            raise InterIRError(f"--figure {figure} exists; pass --overwrite to replace it, or choose another name")
         check_writable_folder(figure.parent, "--figure folder")
     return options
 
@@ -198,14 +198,18 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or "eval_" + "_vs_".join(labels))
     earlier = [out / f for f in RESULT_FILES if (out / f).exists()]
     if earlier and not args.overwrite:
-        raise InterIRError(f"{earlier[0]} exists from an earlier evaluation; pass --overwrite to replace it, or "
-                           f"choose another --out")
+        raise InterIRError(f"{earlier[0]} exists; pass --overwrite to replace it, or choose another --out")
     check_writable_folder(out, "results folder")
     device = resolve_device(args.device)
     models = load_models(checkpoints, labels, device, options)
     with tempfile.TemporaryDirectory(prefix="interir-eval-") as scratch:
         sets = sets_of(args, scratch)
         check_crop_border(sets, args.max_images, args.crop_border)
+        inputs = test_set_files(sets)
+        for output in ([Path(args.figure)] if args.figure else []) + [out / f for f in RESULT_FILES]:
+            if output.resolve() in inputs:
+                raise InterIRError(f"{output} is an image of the test set; choose another "
+                                   f"{'--figure' if output.suffix.lower() in IMAGE_EXTENSIONS else '--out'}")
         if args.save_images:
             plan_saved_images(Path(args.save_images), sets, args.max_images, labels if comparing else None,
                               args.overwrite)

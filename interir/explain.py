@@ -44,6 +44,7 @@ from torch import Tensor
 
 from interir.atomic import check_writable_folder, remove_stale_temporaries, temp_name
 from interir.errors import InterIRError
+from interir.validation import seed_arg
 from interir.model.inputs import check_finite_output
 
 EXPLAIN_JSON = "explain.json"
@@ -260,10 +261,14 @@ class OutputDir:
     replaced: those its explain.json lists that carry a name `explain` writes (the list is not trusted any
     further), and the new ones are moved in (index.html last). Every other file in the target stays."""
 
-    def __init__(self, target: str | os.PathLike, overwrite: bool):
+    def __init__(self, target: str | os.PathLike, overwrite: bool, inputs=()):
         self.target = Path(target)
         if self.target.exists() and not self.target.is_dir():
             raise InterIRError(f"output {self.target} exists and is not a folder")
+        for source in map(Path, inputs):  # an input is never replaced, --overwrite or not
+            if source.resolve().parent == self.target.resolve() and _OWN_FILES.fullmatch(source.name):
+                raise InterIRError(f"the input {source} lies in {self.target} under a name `explain` writes "
+                                   f"({source.name}); choose another output folder")
         if self.target.is_dir() and any(self.target.iterdir()) and not overwrite:
             raise InterIRError(f"output folder {self.target} is not empty; use --overwrite to replace its figures")
         check_writable_folder(self.target.parent if not self.target.exists() else self.target)
@@ -407,7 +412,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tsne-limit", type=int, default=0,
                         help="at most this many images per combination (default 0: all)")
     parser.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default 30)")
-    parser.add_argument("--seed", type=int, default=0, help="t-SNE seed (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="t-SNE seed (default 0)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
 
@@ -427,8 +432,8 @@ def run(args: argparse.Namespace) -> int:
         raise InterIRError(f"--tsne-size must be at least 16, got {args.tsne_size}")
     if args.tsne_limit < 0:
         raise InterIRError(f"--tsne-limit must be ≥ 0, got {args.tsne_limit}")
-    if args.perplexity <= 0:
-        raise InterIRError(f"--perplexity must be positive, got {args.perplexity}")
+    if not 0 < args.perplexity < float("inf"):  # NaN too
+        raise InterIRError(f"--perplexity must be a positive number, got {args.perplexity}")
     ckpt = resolve_weights(checkpoint) if checkpoint else shipped_checkpoint()  # reported before any work
     img_path = Path(image)
     if not img_path.is_file():
@@ -437,7 +442,7 @@ def run(args: argparse.Namespace) -> int:
         from interir.data.datasets import read_manifest
 
         read_manifest(args.tsne)  # not a test set: fail now, not after the figures
-    out = OutputDir(args.output, args.overwrite)
+    out = OutputDir(args.output, args.overwrite, inputs=[img_path])
     try:
         device = resolve_device(args.device)
         model, meta = load_model(ckpt, device)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from interir.atomic import atomic_path
+from interir.atomic import atomic_path, check_new_file
 from interir.errors import InterIRError
 from interir.ops import backends
 from interir.ops import reference as ref
@@ -150,7 +150,7 @@ def export(net: nn.Module, path: str | Path, *, opset: int = OPSET) -> Path:
     if kind is None:
         raise InterIRError(f"{path}: the file name must end in {' or '.join(FORMATS)}")
     program = export_program(net)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, ".pt2" if kind == "pt2" else ".tmp") as tmp:
         if kind == "pt2":
             torch.export.save(program, str(tmp))
         else:
@@ -163,7 +163,28 @@ def export(net: nn.Module, path: str | Path, *, opset: int = OPSET) -> Path:
             for node in onnx_program.model.graph.all_nodes():
                 node.metadata_props.clear()  # the exporter's per-node stack traces: more bytes than the weights
             onnx_program.save(str(tmp))
+            made = _onnx_opset(tmp)
+            if made != opset:  # the exporter falls back to its own opset when converting fails
+                raise InterIRError(f"torch's ONNX exporter could not make opset {opset} (it made {made}); nothing "
+                                   f"was written; try --opset {OPSET}")
     return path
+
+
+def _onnx_opset(path: Path) -> int | None:
+    """The default-domain opset an ONNX file imports."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def max_opset() -> int | None:
+    """The newest opset the installed onnx package knows (None without onnx)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    return onnx.defs.onnx_opset_version()
 
 
 def load_exported(path: str | Path):
@@ -225,12 +246,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if FORMATS.get(out.suffix.lower()) is None:
         raise InterIRError(f"{out}: the file name must end in {' or '.join(FORMATS)}")
-    if args.opset < 18:
-        raise InterIRError(f"--opset must be at least 18 (torch's exporter), got {args.opset}")
-    if out.exists() and not args.overwrite:
-        raise InterIRError(f"{out} exists; pass --overwrite to replace it")
+    newest = max_opset()
+    if args.opset < 18 or (newest is not None and args.opset > newest):
+        top = f" and at most {newest} (the installed onnx)" if newest is not None else ""
+        raise InterIRError(f"--opset must be at least 18 (torch's exporter){top}, got {args.opset}")
     if not out.parent.is_dir():
         raise InterIRError(f"folder {out.parent} does not exist")
+    check_new_file(out, "output", overwrite=args.overwrite)
     net, _ = load_model(None if args.checkpoint == "shipped" else args.checkpoint)
     start = time.perf_counter()
     export(net, out, opset=args.opset)

@@ -201,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
         raise InterIRError("give either -o OUT or --in-place, not both")
     if not args.in_place and not args.output:
         raise InterIRError("give an output folder with -o OUT (or --in-place to write next to the inputs)")
+    if args.in_place and not args.suffix and args.skip_existing:
+        raise InterIRError("--skip-existing with --in-place and no --suffix would skip every image (each output is "
+                           "its input); drop one of them, or give a --suffix")
     check_tiling(args.tile, args.overlap)
     out = Path(args.output) if args.output else None
     if out is not None and out.exists() and not out.is_dir():

@@ -35,6 +35,7 @@ from interir.data.datasets import target_candidates
 from interir.data.degrade import GENERATOR_VERSION, degrade, mix_seed
 from interir.data.imageio import list_images, load_image, quantize, write_image
 from interir.errors import InterIRError
+from interir.validation import seed_arg
 from interir.progress import progress as show_progress
 
 RECORD = "prepare.json"  # what was made, from what, with which noise settings
@@ -605,7 +606,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write into a non-empty DST, replacing the set(s) this command makes there")
     parser.add_argument("--sigma", default=None,
                         help="denoising sets: noise σ list on the 0–255 scale (default 15,25,50)")
-    parser.add_argument("--seed", type=int, default=None, help="denoising sets: noise seed (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=None, help="denoising sets: noise seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

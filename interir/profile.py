@@ -154,7 +154,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed forwards for the latency median (default: 5)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the latency (default: torch's)")
     parser.add_argument("--no-latency", action="store_true", help="skip the CPU latency measurement")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
+    parser.add_argument("--json", metavar="FILE",
+                        help="also write the figures as JSON to FILE (a .json file; an earlier JSON report there is "
+                             "replaced)")
 
 
 def _fmt(n: float) -> str:
@@ -171,6 +173,10 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ValueError("--threads must be positive")
         torch.set_num_threads(args.threads)
+    if args.json:
+        from interir.atomic import check_report_path
+
+        check_report_path(args.json)
     env = environment()
     report = profile_preset(args.preset, args.size, args.repeats, latency=not args.no_latency)
     report["environment"] = env

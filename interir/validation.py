@@ -108,3 +108,19 @@ def plain_file_name(key: str, value: Any) -> str:
     if "/" in text or "\\" in text or text in (".",):
         raise InterIRError(f"{key} must be a file name without folders, got {_short(value)}")
     return text
+
+
+SEED_MAX = 2**63 - 1  # what every generator the commands seed (torch's, numpy's) takes
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of --seed: a whole number from 0 to 2⁶³ − 1 (one-line usage error otherwise)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number is needed, got {text!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 2**63 - 1, got {text}")
+    return value

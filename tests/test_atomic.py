@@ -52,16 +52,18 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_nothing_else(tmp_pa
 
     dead_file = tmp_path / temp_name("a.png").replace(f"-{os.getpid()}-", "-999999999-")
     dead_dir = tmp_path / temp_name("explain_out", suffix="").replace(f"-{os.getpid()}-", "-999999998-")
+    dead_program = tmp_path / temp_name("m.pt2", suffix=".pt2").replace(f"-{os.getpid()}-", "-999999997-")
     live = tmp_path / temp_name("b.png")
     lookalike = tmp_path / ".a.png.tmp"  # an older or foreign temporary name: not ours to judge
     user = tmp_path / "interir-tmp-999999999-deadbeef.tmp"  # not hidden: a user's file
     dead_file.write_bytes(b"x")
+    dead_program.write_bytes(b"x")  # `interir export` names its temporary .pt2, as torch.export.save wants
     dead_dir.mkdir()
     (dead_dir / "f.png").write_bytes(b"x")
     for p in (live, lookalike, user):
         p.write_bytes(b"keep")
     removed = remove_stale_temporaries(tmp_path)
-    assert sorted(removed) == sorted([dead_file, dead_dir])
+    assert sorted(removed) == sorted([dead_file, dead_dir, dead_program])
     assert live.exists() and lookalike.exists() and user.exists()
 
 

@@ -77,3 +77,20 @@ def test_info_counts_threads_in_good_english(capsys):
         torch.set_num_threads(n)
     out = capsys.readouterr().out
     assert "1 thread)" in out and "1 threads" not in out
+
+
+def test_info_json_replaces_only_an_earlier_json_report(tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG not a report")
+    argv = ["info", "--preset", "tiny", "--size", "32", "--repeats", "1", "--no-latency", "--json"]
+    assert main(argv + [str(photo)]) == 1
+    assert ".json" in capsys.readouterr().err and photo.read_bytes() == b"\x89PNG not a report"
+    notes = tmp_path / "notes.json"
+    notes.write_text("my notes, not JSON")
+    assert main(argv + [str(notes)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "not a JSON report" in err and "\n" not in err and notes.read_text() == "my notes, not JSON"
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+    assert main(argv + [str(report)]) == 0
+    assert json.loads(report.read_text())["parameters"] == 284_464

@@ -465,3 +465,16 @@ def test_comparison_figure_puts_input_models_target_in_columns():
         xs = [c[1] for c in row]
         assert xs == sorted(xs) and len(set(xs)) == 4
     assert all(b[0] > a[0] for a, b in zip(centres[0], centres[1]))
+
+
+def test_eval_never_writes_over_an_image_of_the_test_set(testset, tmp_path, capsys):
+    """--figure naming one of the set's inputs is refused even with --overwrite, before any image is restored."""
+    ckpt = save_weights(tmp_path / "tiny.safetensors", interir.build_model("tiny"))
+    victim = sorted((testset / "set" / "N" / "input").iterdir())[0]
+    before = victim.read_bytes()
+    argv = ["eval", str(ckpt), "--data", str(testset / "set" / "N"), "--out", str(tmp_path / "results"),
+            "--device", "cpu", "--figure", str(victim), "--overwrite"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "is an image of the test set" in err and "--figure" in err and "\n" not in err
+    assert victim.read_bytes() == before and not (tmp_path / "results").exists()

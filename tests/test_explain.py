@@ -124,6 +124,8 @@ def test_dgunet_gets_stages_only(tmp_path, photo, capsys):
     (["{ckpt}", "{img}", "-o", "{out}", "--max-size", "-5"], "--max-size"),
     (["{ckpt}", "{img}", "-o", "{out}", "--tsne", "{tmp}"], "not a synthetic test set"),
     (["{ckpt}", "{img}", "-o", "{out}", "--perplexity", "0"], "--perplexity"),
+    (["{ckpt}", "{img}", "-o", "{out}", "--perplexity", "nan"], "--perplexity"),
+    (["{ckpt}", "{img}", "-o", "{out}", "--perplexity", "inf"], "--perplexity"),
     (["{ckpt}", "{tmp}/bad.png", "-o", "{out}"], "cannot read image"),
     (["{ckpt}", "{img}", "-o", "{img}"], "not a folder"),
     (["{ckpt}", "{img}", "{img}", "-o", "{out}"], "one image"),
@@ -137,6 +139,20 @@ def test_errors_are_one_line(tmp_path, ckpt, photo, capsys, argv, needle):
     assert needle in err, err
     assert not (tmp_path / "out").exists()  # nothing half-written
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_an_input_in_the_output_folder_is_never_replaced(tmp_path, ckpt, photo, capsys):
+    """The image lies in OUTDIR under a name `explain` writes (input.png): refused, --overwrite or not."""
+    out = tmp_path / "ex"
+    out.mkdir()
+    image = out / "input.png"
+    image.write_bytes(photo.read_bytes())
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_cli(capsys, ckpt, image, "-o", out, *extra)
+        assert code == 1 and err.strip().count("\n") == 0, err
+        assert "under a name `explain` writes" in err, err
+        assert sorted(p.name for p in out.iterdir()) == ["input.png"]
+        assert image.read_bytes() == photo.read_bytes()
 
 
 def test_overwrite_removes_only_files_explain_writes(tmp_path, ckpt, photo, capsys):

@@ -107,6 +107,14 @@ def test_cli_refuses_bad_names_and_existing_files_in_one_line(tmp_path, capsys, 
     assert (tmp_path / "taken.pt2").read_bytes() == b"keep"
     assert main(["export", str(weights), str(tmp_path / "model.onnx"), "--opset", "17"]) != 0
     assert "--opset must be at least 18" in capsys.readouterr().err
+    assert main(["export", str(weights), str(tmp_path / "model.onnx"), "--opset", "10000"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "--opset must be" in err and "10000" in err and "\n" not in err
+    (tmp_path / "model.pt2").mkdir()
+    assert main(["export", str(weights), str(tmp_path / "model.pt2"), "--overwrite"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "is a folder" in err and "\n" not in err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
 
 
 def test_cli_writes_and_checks_a_program(tmp_path, capsys, tiny_net):

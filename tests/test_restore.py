@@ -412,3 +412,13 @@ def test_compiled_network_falls_back_to_the_eager_network_when_compiling_fails(c
         want = model(x)
     assert torch.equal(got, want)
     assert "--compile failed (a compiler failure); the network runs eagerly" in capsys.readouterr().err
+
+
+def test_in_place_without_a_suffix_refuses_skip_existing(tmp_path, ckpt, capsys):
+    """Every in-place output is its own input, so --skip-existing would skip all: refused before any work."""
+    (tmp_path / "shots").mkdir()
+    Image.fromarray(_photo()).save(tmp_path / "shots" / "photo.png")
+    before = (tmp_path / "shots" / "photo.png").read_bytes()
+    code, _, err = run_cli(capsys, tmp_path / "shots", "--in-place", "--skip-existing", "-c", ckpt, "-q")
+    assert code == 1 and "--skip-existing" in err and err.strip().count("\n") == 0, err
+    assert (tmp_path / "shots" / "photo.png").read_bytes() == before

@@ -228,3 +228,60 @@ def test_16bit_and_grey_sources_regenerate_from_their_8bit_targets(tmp_path):
         again, _ = D.degrade(read_image(tmp_path / "set" / r["target"]), haze=r["haze"], rain=r["rain"],
                              noise=r["noise"], seed=r["seed"])
         assert np.array_equal(quantize(again), pixels(tmp_path / "set" / r["input"]))
+
+
+def test_preview_never_replaces_its_photo_and_replaces_a_file_only_with_force(tmp_path, clean_dir, capsys):
+    photo = clean_dir / "astro.png"
+    before = photo.read_bytes()
+    for target in (photo, clean_dir / "astro.png"):
+        assert main(["synth", str(photo), "--preview", str(target), "--force"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert "also an input" in err and "\n" not in err
+    assert main(["synth", str(clean_dir), "--preview", str(clean_dir / "coffee.jpg"), "--force"]) == 1
+    assert "also an input" in capsys.readouterr().err
+    assert photo.read_bytes() == before
+    grid = tmp_path / "grid.png"
+    grid.write_bytes(b"someone's file")
+    assert main(["synth", str(photo), "--preview", str(grid)]) == 1
+    assert "--force" in capsys.readouterr().err and grid.read_bytes() == b"someone's file"
+    assert main(["synth", str(photo), "--preview", str(grid), "--force", "--tile", "32"]) == 0
+    assert grid.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["{tmp}/set", "--preview", "{tmp}/g.png"], "not a folder"),  # a photo as the set's source
+    (["--preview", "{tmp}/g.png", "--tile", "100000"], "--tile must be between"),
+])
+def test_preview_options_are_checked_before_anything_is_written(tmp_path, clean_dir, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["synth", str(clean_dir / "astro.png"), *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "g.png").exists() and not (tmp_path / "set").exists()
+
+
+def test_force_replaces_only_a_set_that_synth_made(tmp_path, clean_dir, capsys):
+    """A folder holding a user's own target/ (no manifest) is not an earlier set: --force refuses to delete it."""
+    out = tmp_path / "mine"
+    (out / "target").mkdir(parents=True)
+    (out / "target" / "mine.png").write_bytes(b"keep me")
+    assert main(["synth", str(clean_dir), str(out)]) == 1
+    assert "target" in capsys.readouterr().err  # the refusal names what --force would replace
+    assert main(["synth", str(clean_dir), str(out), "--force"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "no manifest.jsonl" in err and "\n" not in err
+    assert (out / "target" / "mine.png").read_bytes() == b"keep me"
+
+
+def test_a_combination_named_twice_is_refused(tmp_path, clean_dir, capsys):
+    assert main(["synth", str(clean_dir), str(tmp_path / "set"), "--combos", "H,N+H,H"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "H more than once" in err and not (tmp_path / "set").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**63), "99999999999999999999999", "1.5"])
+def test_seeds_outside_what_the_generators_take_are_usage_errors(tmp_path, clean_dir, capsys, seed):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", str(clean_dir), str(tmp_path / "set"), "--seed", seed])
+    assert exit_info.value.code == 2 and "--seed" in capsys.readouterr().err
+    assert not (tmp_path / "set").exists()

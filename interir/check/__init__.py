@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 from interir.errors import InterIRError
 
@@ -29,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="one case per op (the odd-size one)")
     parser.add_argument("--dtypes", default="float32,bfloat16,float16",
                         help="comma-separated dtypes to check (default: float32,bfloat16,float16)")
-    parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write every figure as JSON (a .json file; an earlier JSON report there is replaced)")
     parser.add_argument("--static", action="store_true",
                         help="the ahead-of-time compile report of every Triton launch (no GPU needed)")
     parser.add_argument("--targets", default="sm_80,sm_90,sm_100,sm_120",
@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json:
+        from interir.atomic import check_report_path
+
+        check_report_path(args.json)
     if args.static:
         from interir.check.static import run_static
 
@@ -63,9 +67,9 @@ def _run_runtime(args: argparse.Namespace) -> int:
         if os.environ.get("TRITON_INTERPRET") != "1" or os.environ.get("INTERIR_CUDA_EMULATE") != "1":
             return _rerun_emulated(args)  # the interpreter must be chosen before triton is first imported
     if args.json:
-        from interir.atomic import check_writable_folder
+        from interir.atomic import check_report_path
 
-        check_writable_folder(Path(args.json).parent, "folder of the JSON report")
+        check_report_path(args.json)
     os.environ["INTERIR_POISON_OUTPUTS"] = "1"  # an element a kernel forgot to write shows as NaN
     from interir.check import runtime
     from interir.devices import resolve_device

@@ -389,7 +389,12 @@ def run_static(args) -> int:
         return subprocess.call(argv, env=env)
     import triton
 
+    from interir.errors import InterIRError
+
     targets = _targets(args.targets)
+    if args.cuda_log and not os.path.isfile(args.cuda_log):  # checked before minutes of compiling
+        raise InterIRError(f"--cuda-log {args.cuda_log}: no such file (the log of a build made with "
+                           "INTERIR_PTXAS_VERBOSE=1)")
     started = time.perf_counter()
     launches = record_launches(args.configs)
     print(f"interir check --static: Triton {triton.__version__}, {len(launches)} distinct launches "

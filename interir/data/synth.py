@@ -26,28 +26,32 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from interir.atomic import staged_set
+from interir.atomic import check_new_file, staged_set
 from interir.data.degrade import COMBINATIONS, LEVEL_MAX, degrade, degrade_combo, mix_seed, parse_combo
 from interir.data.datasets import MANIFEST
 from interir.data.imageio import list_images, quantize, read_image, write_image
 from interir.errors import InterIRError
+from interir.validation import seed_arg
 from interir.progress import progress as show_progress
 from interir.progress import say
 
+MIN_TILE, MAX_TILE = 32, 1024  # preview tile sides: the grid is 8 tiles wide
 PREVIEW_FRACTIONS = (1 / 3, 2 / 3, 1.0)  # preview rows: these fractions of each maximum level (docs/data.md)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="folder of clean images (or, with --preview, one photo)")
     parser.add_argument("out", nargs="?", help="output folder of the test set")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, help="base seed (default 0)")
     parser.add_argument("--combos", default=",".join(COMBINATIONS),
                         help="comma-separated combinations to make (default: all 7)")
     parser.add_argument("--force", action="store_true",
-                        help="write into a non-empty output folder, replacing a previous set there")
+                        help="write into a non-empty output folder, replacing a previous set there; with --preview, "
+                             "replace an existing preview file")
     parser.add_argument("--preview", metavar="PNG",
                         help="write a grid of one photo under all 7 combinations at three levels")
-    parser.add_argument("--tile", type=int, default=160, help="preview tile size in pixels (default 160)")
+    parser.add_argument("--tile", type=int, default=160,
+                        help=f"preview tile size in pixels, {MIN_TILE}–{MAX_TILE} (default 160)")
     parser.add_argument("--colors", type=int, default=0,
                         help="save the preview with a palette of this many colours, dithered (smaller file; "
                              "default 0: full RGB)")
@@ -57,20 +61,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.preview is None and args.out is None:
         raise InterIRError("give an output folder (or --preview PNG)")
+    src = Path(args.source)
+    combos = []
+    if args.out is not None:  # every value checked before the preview or the set is written
+        combos = parse_combos(args.combos)
+        if not src.is_dir():
+            raise InterIRError(f"not a folder: {src} (a test set is made from a folder of clean images)")
+        _check_out(src, Path(args.out), args.force)
     if args.preview is not None:
-        src = Path(args.source)
         photo = src if src.is_file() else _first_image(src)
+        _check_preview_options(args.tile, args.colors)
+        check_new_file(args.preview, "preview", overwrite=args.force, option="--force",
+                       inputs=list_images(src) if src.is_dir() else [src])
         path = write_preview(photo, args.preview, seed=args.seed, tile=args.tile, colors=args.colors)
         print(f"wrote {path}")
     if args.out is not None:
-        combos = [parse_combo(c) for c in args.combos.split(",") if c.strip()]
-        if not combos:
-            raise InterIRError(f"--combos {args.combos!r} names no combination; use e.g. H+R+N,N")
         manifest = build_testset(args.source, args.out, seed=args.seed, combos=combos, force=args.force,
                                  progress=not args.quiet)
         n = sum(1 for _ in open(manifest, encoding="utf-8"))
         print(f"wrote {n} degraded images and {manifest}")
     return 0
+
+
+def parse_combos(text: str) -> list[str]:
+    """"H+R+N,N" → the combinations in order, each once; a repeated or unknown one is an error."""
+    combos = [parse_combo(c) for c in text.split(",") if c.strip()]
+    if not combos:
+        raise InterIRError(f"--combos {text!r} names no combination; use e.g. H+R+N,N")
+    repeated = sorted({c for c in combos if combos.count(c) > 1})
+    if repeated:
+        raise InterIRError(f"--combos {text!r} names {', '.join(repeated)} more than once")
+    return combos
+
+
+def _check_preview_options(tile: int, colors: int) -> None:
+    if not MIN_TILE <= tile <= MAX_TILE:
+        raise InterIRError(f"--tile must be between {MIN_TILE} and {MAX_TILE} pixels, got {tile}")
+    if not 0 <= colors <= 256 or colors == 1:
+        raise InterIRError(f"--colors must be 0 (full RGB) or 2–256, got {colors}")
 
 
 def _first_image(folder: Path) -> Path:
@@ -95,16 +123,22 @@ _PARTS = ("target", *COMBINATIONS, MANIFEST)  # what a set consists of (and what
 
 
 def _check_out(source: Path, out: Path, force: bool) -> None:
-    """Refuse an output that is a file, a non-empty folder without --force, or a folder whose replaced parts
-    hold the source images (replacing them would delete the sources)."""
+    """Refuse an output that is a file, a non-empty folder without --force, a folder holding parts of a set
+    (target/, H/, …) that no earlier `interir synth` made (no manifest), or a folder whose replaced parts hold
+    the source images (replacing them would delete the sources)."""
     if out.exists() and not out.is_dir():
         raise InterIRError(f"output {out} exists and is not a folder")
+    replaced = [part for part in _PARTS if (out / part).exists()]
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise InterIRError(f"output folder {out} is not empty; use --force to replace the set in it")
+        what = f" ({', '.join(replaced)})" if replaced else ""
+        raise InterIRError(f"output folder {out} is not empty; use --force to replace the set in it{what}")
+    if force and replaced and not (out / MANIFEST).is_file():
+        raise InterIRError(f"{out} holds {', '.join(replaced)} but no {MANIFEST}, so no `interir synth` set is "
+                           f"there to replace; --force would delete them: choose another output folder")
     src = source.resolve()
     for part in _PARTS[:-1]:
-        replaced = (out / part).resolve()
-        if src == replaced or replaced in src.parents:
+        target = (out / part).resolve()
+        if src == target or target in src.parents:
             raise InterIRError(f"the source folder {source} lies inside {out / part}, which the new set replaces; "
                                f"copy the clean images elsewhere first (nothing was written)")
 
@@ -124,9 +158,7 @@ def build_testset(source: str | os.PathLike, out: str | os.PathLike, *, seed: in
         if f.stem in stems:
             raise InterIRError(f"two source images share the name {f.stem!r}: {stems[f.stem]} and {f}")
         stems[f.stem] = f
-    combos = [parse_combo(c) for c in combos]
-    if not combos:
-        raise InterIRError("no degradation combinations given (--combos); use e.g. H+R+N,N")
+    combos = parse_combos(",".join(combos))
     _check_out(source, out, force)
     bar = show_progress(total=len(files) * len(combos), desc="synth", unit="img", enabled=progress)
     unreadable = []
@@ -192,10 +224,7 @@ def write_preview(photo: str | os.PathLike, out: str | os.PathLike, *, seed: int
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    if tile < 32:
-        raise InterIRError("--tile must be at least 32")
-    if not 0 <= colors <= 256 or colors == 1:
-        raise InterIRError("--colors must be 0 (full RGB) or 2–256")
+    _check_preview_options(tile, colors)
     img = Image.fromarray(quantize(read_image(photo)))
     s = min(img.size)
     img = img.crop(((img.width - s) // 2, (img.height - s) // 2, (img.width + s) // 2, (img.height + s) // 2))
