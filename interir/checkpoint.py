@@ -167,8 +167,14 @@ def shipped_checkpoint() -> Path:
     return path
 
 
+SHIPPED = "shipped"  # the name every command takes for the shipped model, as `interir export shipped`
+
+
 def resolve_weights(path: str | os.PathLike) -> Path:
-    """A weights file itself, or the newest weights of an experiment folder (EMA preferred)."""
+    """A weights file itself, the newest weights of an experiment folder (EMA preferred), or the shipped model
+    for `shipped` (when no file or folder of that name is there)."""
+    if str(path) == SHIPPED and not Path(path).exists():
+        return shipped_checkpoint()
     path = Path(path)
     if path.is_dir():
         latest = CheckpointDir(path).latest()

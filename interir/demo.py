@@ -24,10 +24,13 @@ def run_demo(image: Path, combo: str, seed: int, checkpoint: str | None, max_siz
     from interir.data.degrade import degrade_combo, parse_combo
     from interir.data.imageio import read_image
     from interir.explain import explain_image, resize_max
-    from interir.metrics import psnr, ssim
+    from interir.metrics import SSIM_WINDOW, psnr, ssim
 
     combo = parse_combo(combo)
     clean = resize_max(read_image(image), max_size)
+    if min(clean.shape[-2:]) < SSIM_WINDOW:  # before the restoration, not after it
+        raise InterIRError(f"{image} is {clean.shape[-1]}×{clean.shape[-2]} pixels; the demo scores SSIM, which "
+                           f"needs at least {SSIM_WINDOW}×{SSIM_WINDOW}")
     degraded, params = degrade_combo(clean, combo, seed=seed)
     degraded = (degraded * 255).round() / 255  # an 8-bit image, as a user's file would be
     model, _ = load_model(checkpoint, device)
@@ -119,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_size < 16:
         raise InterIRError("--max-size must be at least 16")
     out = Path(args.output)
+    if out.is_dir():
+        raise InterIRError(f"-o {out} is a folder; give a file name such as {out / 'interir_demo.png'}")
     if out.exists() and out.resolve() == image.resolve():
         raise InterIRError("the output picture would replace the input photo; choose another -o")
     if out.exists() and not args.overwrite and not is_demo_picture(out):

@@ -125,12 +125,13 @@ def image_name(ds: Dataset, index: int) -> str:
 
 
 def check_crop_border(sets: dict[str, Dataset], max_images: int | None, crop_border: int) -> None:
-    """Before any work: an InterIRError when --crop-border would leave nothing of an image to be evaluated
-    (image sizes from the files' headers; images whose header Pillow cannot read are checked when evaluated)."""
+    """Before any work: an InterIRError naming the image when --crop-border would leave less of it than SSIM's
+    window (image sizes from the files' headers; images whose header Pillow cannot read are checked when
+    evaluated)."""
     from PIL import Image
 
-    if crop_border <= 0:
-        return
+    from interir.metrics import SSIM_WINDOW
+
     for set_name, ds in sets.items():
         for i in range(images_to_evaluate(ds, max_images)):
             path = input_file(ds, i)
@@ -139,9 +140,10 @@ def check_crop_border(sets: dict[str, Dataset], max_images: int | None, crop_bor
                     w, h = im.size
             except Exception:  # not an image Pillow reads by its header: evaluate_images checks it
                 continue
-            if 2 * crop_border >= min(w, h):
-                raise InterIRError(f"--crop-border {crop_border} leaves nothing of the {w}×{h} image "
-                                   f"{image_name(ds, i)} of set {set_name}")
+            if min(w, h) - 2 * max(crop_border, 0) < SSIM_WINDOW:
+                cropped = f" after --crop-border {crop_border}" if crop_border > 0 else ""
+                raise InterIRError(f"the {w}×{h} image {image_name(ds, i)} of set {set_name} is too small to "
+                                   f"score{cropped}: SSIM needs at least {SSIM_WINDOW}×{SSIM_WINDOW} pixels")
 
 
 def evaluate_images(model: nn.Module, sets: dict[str, Dataset], device: torch.device | str = "cpu", *,

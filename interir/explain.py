@@ -418,12 +418,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interir.checkpoint import load_model, resolve_weights, shipped_checkpoint
-    from interir.data.imageio import load_image
+    from interir.data.imageio import IMAGE_EXTENSIONS, load_image
     from interir.devices import resolve_device
 
     if len(args.paths) > 2 or (len(args.paths) == 2 and args.checkpoint):
         raise InterIRError("give one image, after at most one checkpoint: interir explain [CHECKPOINT] IMAGE -o OUTDIR")
     checkpoint, image = (args.paths if len(args.paths) == 2 else (args.checkpoint, args.paths[0]))
+    if checkpoint and Path(checkpoint).suffix.lower() in IMAGE_EXTENSIONS:
+        raise InterIRError(f"give one image, after at most one checkpoint: {checkpoint} and {image} are both images "
+                           "(interir explain [CHECKPOINT] IMAGE -o OUTDIR)")
     if not args.output:
         raise InterIRError("give an output folder with -o OUTDIR")
     if args.max_size < 0 or 0 < args.max_size < 16:

@@ -180,6 +180,9 @@ def plan_outputs(jobs: list[Job], out: Path | None, suffix: str, in_place: bool)
         if key in seen:
             raise InterIRError(f"two inputs would be written to the same output {j.dst}: {seen[key]} and {j.src}")
         seen[key] = j.src
+        if j.dst.is_dir():
+            raise InterIRError(f"the output of {j.src} would be {j.dst}, which is a folder; choose another -o "
+                               f"folder or a --suffix (nothing was restored)")
         if not j.dst.exists():
             continue
         st = j.dst.stat()

@@ -98,7 +98,10 @@ def psnr(img1, img2, crop_border: int = 0, test_y_channel: bool = False, input_o
     return float(10.0 * np.log10(255.0 * 255.0 / mse))
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+SSIM_WINDOW = 11  # the side of SSIM's Gaussian window: the smallest image it scores
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = 1.5) -> torch.Tensor:
     """1-D normalised Gaussian (float64), as cv2.getGaussianKernel(size, sigma)."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
@@ -115,12 +118,13 @@ def _filter_valid(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 def ssim(img1, img2, crop_border: int = 0, test_y_channel: bool = False, input_order: str = "HWC") -> float:
     """Structural similarity (BasicSR calculate_ssim): per-channel SSIM over the valid region, averaged."""
     a, b = _prepare(img1, img2, crop_border, test_y_channel, input_order)
-    if a.shape[0] < 11 or a.shape[1] < 11:
-        raise ValueError(f"SSIM needs images of at least 11×11 after cropping, got {a.shape[0]}×{a.shape[1]}")
+    if a.shape[0] < SSIM_WINDOW or a.shape[1] < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW} after cropping, got "
+                         f"{a.shape[0]}×{a.shape[1]}")
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[:, None]  # C×1×H×W
     y = torch.from_numpy(np.ascontiguousarray(b.transpose(2, 0, 1)))[:, None]
-    g = gaussian_window(11, 1.5)
+    g = gaussian_window(SSIM_WINDOW, 1.5)
     mu1, mu2 = _filter_valid(x, g), _filter_valid(y, g)
     mu1_sq, mu2_sq, mu1_mu2 = mu1 ** 2, mu2 ** 2, mu1 * mu2
     sigma1_sq = _filter_valid(x * x, g) - mu1_sq

@@ -83,3 +83,13 @@ def test_checkpoints_are_flushed_to_disk_before_they_are_renamed(tmp_path, monke
     for i, e in enumerate(events):
         if e.startswith("replace"):
             assert events[i - 1] == "fsync"  # the file's data reached the disk before it got its name
+
+
+def test_shipped_names_the_shipped_model_unless_a_file_of_that_name_is_there(tmp_path, monkeypatch):
+    from interir.checkpoint import resolve_weights, shipped_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_weights("shipped") == shipped_checkpoint()
+    (tmp_path / "shipped").mkdir()  # a user's experiment folder called `shipped` wins, as any path does
+    with pytest.raises(InterIRError, match="holds no checkpoint"):
+        resolve_weights("shipped")

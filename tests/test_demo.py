@@ -67,3 +67,17 @@ def test_shipped_model_restores_the_bundled_photo(tmp_path, capsys):
     for combo in COMBINATIONS:
         _, _, _, m, _ = run_demo(BUNDLED_PHOTO, combo, 0, None, 128)
         assert m["psnr_out"] > m["psnr_in"], (combo, m)
+
+
+def test_demo_refuses_a_photo_too_small_to_score_and_a_folder_as_output(tmp_path, capsys):
+    from PIL import Image
+
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (2, 40), "grey").save(tiny)
+    assert main(["demo", "--image", str(tiny), "-o", str(tmp_path / "d.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "needs at least 11×11" in err and "\n" not in err and not (tmp_path / "d.png").exists()
+    (tmp_path / "dir.png").mkdir()
+    assert main(["demo", "-o", str(tmp_path / "dir.png"), "--overwrite"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "is a folder" in err and "\n" not in err

@@ -101,7 +101,8 @@ def test_eval_synthetic_and_paired_folder(testset, tmp_path):
     (["eval", "{ckpt}", "--data", "{set}", "--figure", "{tmp}/crops.txt"], "--figure"),
     (["eval", "{ckpt}", "--data", "{set}", "--figure", "{tmp}"], "--figure"),
     (["eval", "{ckpt}", "--data", "{set}", "--save-images", "{ckpt}"], "--save-images"),
-    (["eval", "{ckpt}", "--data", "{set}", "--crop-border", "20"], "--crop-border 20 leaves nothing"),
+    (["eval", "{ckpt}", "--data", "{set}", "--crop-border", "20"], "too small to score after --crop-border 20"),
+    (["eval", "{ckpt}", "--data", "{set}", "--crop-border", "15"], "SSIM needs at least 11×11"),
     (["eval", "{ckpt}", "{bad}", "--data", "{set}"], "not a readable safetensors checkpoint"),
 ])
 def test_eval_errors_are_one_line(testset, tmp_path, capsys, argv, message):

@@ -129,6 +129,7 @@ def test_dgunet_gets_stages_only(tmp_path, photo, capsys):
     (["{ckpt}", "{tmp}/bad.png", "-o", "{out}"], "cannot read image"),
     (["{ckpt}", "{img}", "-o", "{img}"], "not a folder"),
     (["{ckpt}", "{img}", "{img}", "-o", "{out}"], "one image"),
+    (["{img}", "{img}", "-o", "{out}"], "are both images"),
 ])
 def test_errors_are_one_line(tmp_path, ckpt, photo, capsys, argv, needle):
     (tmp_path / "bad.png").write_bytes(b"not a png")

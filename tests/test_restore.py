@@ -422,3 +422,12 @@ def test_in_place_without_a_suffix_refuses_skip_existing(tmp_path, ckpt, capsys)
     code, _, err = run_cli(capsys, tmp_path / "shots", "--in-place", "--skip-existing", "-c", ckpt, "-q")
     assert code == 1 and "--skip-existing" in err and err.strip().count("\n") == 0, err
     assert (tmp_path / "shots" / "photo.png").read_bytes() == before
+
+
+def test_an_output_that_is_a_folder_is_refused_before_restoring(tmp_path, ckpt, capsys):
+    (tmp_path / "shots").mkdir()
+    Image.fromarray(_photo()).save(tmp_path / "shots" / "photo.png")
+    (tmp_path / "out" / "photo.png").mkdir(parents=True)  # a folder where the restored file would go
+    code, _, err = run_cli(capsys, tmp_path / "shots", "-o", tmp_path / "out", "-c", ckpt, "-q", "--overwrite")
+    assert code == 1 and "is a folder" in err and err.strip().count("\n") == 0, err
+    assert list((tmp_path / "out" / "photo.png").iterdir()) == []
