@@ -121,10 +121,14 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
     base_dir = Path.cwd()
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise InterIRError(f"the config {path} is a folder; give its YAML file")
         if not path.is_file():
             raise InterIRError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise InterIRError(f"{path} is not a YAML text file (it is not UTF-8 text)") from None
         except yaml.YAMLError as exc:
             raise InterIRError(f"{path} is not valid YAML ({' '.join(str(exc).split())})") from exc
         if not isinstance(data, dict):

@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
 
     image = Path(args.image) if args.image else BUNDLED_PHOTO
     if not image.is_file():
-        raise InterIRError(f"image not found: {image}")
+        raise InterIRError(f"--image {image} is a folder; give one photo" if image.is_dir()
+                           else f"image not found: {image}")
     if args.max_size < 16:
         raise InterIRError("--max-size must be at least 16")
     out = Path(args.output)

@@ -11,6 +11,8 @@ def resolve_device(name: str | None, local_rank: int | None = None) -> torch.dev
 
     Under torchrun, `local_rank` picks the GPU of a bare 'cuda'/'auto' (and makes it the current device).
     """
+    if isinstance(name, str) and not name.strip():
+        raise InterIRError("--device is empty; use auto, cpu, cuda or cuda:N")
     text = (name or "auto").strip().lower() if isinstance(name, str) or name is None else str(name)
     if text == "auto":
         text = "cuda" if torch.cuda.is_available() else "cpu"

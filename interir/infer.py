@@ -204,6 +204,9 @@ def run(args: argparse.Namespace) -> int:
         raise InterIRError("give either -o OUT or --in-place, not both")
     if not args.in_place and not args.output:
         raise InterIRError("give an output folder with -o OUT (or --in-place to write next to the inputs)")
+    if any(sep in args.suffix for sep in ("/", "\\", os.sep)) or args.suffix in (".", ".."):
+        raise InterIRError(f"--suffix {args.suffix!r} must not hold a path separator: it is appended to each "
+                           "file's name")
     if args.in_place and not args.suffix and args.skip_existing:
         raise InterIRError("--skip-existing with --in-place and no --suffix would skip every image (each output is "
                            "its input); drop one of them, or give a --suffix")

@@ -418,8 +418,8 @@ def parse_sigmas(text: str) -> list[float]:
             s = float(part)
         except ValueError:
             raise InterIRError(f"--sigma must be numbers separated by commas (e.g. 15,25,50), got {text!r}") from None
-        if not math.isfinite(s) or s <= 0:
-            raise InterIRError(f"--sigma values must be > 0 (0–255 scale), got {part.strip()!r}")
+        if not math.isfinite(s) or not 0 < s <= 255:
+            raise InterIRError(f"--sigma values must be in (0, 255] (the 0–255 scale), got {part.strip()!r}")
         if s in sigmas:
             raise InterIRError(f"--sigma lists {s:g} twice")
         sigmas.append(s)

@@ -104,6 +104,7 @@ def test_eval_synthetic_and_paired_folder(testset, tmp_path):
     (["eval", "{ckpt}", "--data", "{set}", "--crop-border", "20"], "too small to score after --crop-border 20"),
     (["eval", "{ckpt}", "--data", "{set}", "--crop-border", "15"], "SSIM needs at least 11×11"),
     (["eval", "{ckpt}", "{bad}", "--data", "{set}"], "not a readable safetensors checkpoint"),
+    (["eval", "{ckpt}", "--data", "{ckpt}"], "is a file; give the folder"),
 ])
 def test_eval_errors_are_one_line(testset, tmp_path, capsys, argv, message):
     ckpt = save_weights(tmp_path / "t.safetensors", interir.build_model("tiny"))

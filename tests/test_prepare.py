@@ -288,7 +288,8 @@ def test_a_colour_image_in_bsd68_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (("CBSD68", "--sigma", "0"), "must be > 0"),
+    (("CBSD68", "--sigma", "0"), r"must be in \(0, 255\]"),
+    (("CBSD68", "--sigma", "1e9"), r"must be in \(0, 255\]"),
     (("CBSD68", "--sigma", "15,x"), "numbers separated by commas"),
     (("CBSD68", "--sigma", "15,15"), "lists 15 twice"),
     (("Rain100H", "--sigma", "15"), "--sigma applies to the denoising sets only"),

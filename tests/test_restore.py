@@ -212,6 +212,8 @@ def test_corrupt_and_unsupported_files_are_named_and_skipped(tmp_path, ckpt, cap
     (["{img}", "-o", "{out}", "--overlap", "-1"], "--overlap"),
     (["{img}"], "-o OUT"),
     (["{img}", "-o", "{out}", "--in-place"], "not both"),
+    (["{img}", "-o", "{out}", "--suffix", "/x"], "--suffix '/x' must not hold a path separator"),
+    (["{img}", "-o", "{out}", "--device", " "], "--device is empty"),
     (["{tmp}/empty", "-o", "{out}"], "no images"),
     (["{img}", "-o", "{img}"], "not a folder"),
     (["{img}", "-o", "{out}", "--device", "tpu"], "device"),

@@ -135,6 +135,8 @@ def test_ddp_two_processes_keep_parameters_identical(tmp_path):
     "argv, message",
     [
         (["train", "missing.yml"], "config file not found"),
+        (["train", "{tmp}"], "is a folder; give its YAML file"),
+        (["train", "{tmp}/photo.png"], "is not a YAML text file"),
         (["train", "{cfg}", "--set", "train.totl_iter=3"], "unknown config key 'train.totl_iter'"),
         (["train", "{cfg}", "--set", "datasets.train.root=/nonexistent"], "does not exist"),
         (["train", "{cfg}", "--set", "train.scheduler.type=step"], "cosine, constant or multistep"),
@@ -170,7 +172,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     cfg_file = tmp_path / "cfg.yml"
     cfg_file.write_text(f"name: x\npath: {{experiments_root: {tmp_path}}}\nmodel: {{preset: tiny}}\n"
                         f"datasets: {{train: {{root: {_photos(tmp_path / 'c', 1)}, num_workers: 0}}}}\n")
-    code = main([a.replace("{cfg}", str(cfg_file)) for a in argv])
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")  # not UTF-8
+    code = main([a.replace("{cfg}", str(cfg_file)).replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 1 and message in err and "\n" not in err, err
     assert not (tmp_path / "x").exists()  # refused before the experiment folder was made

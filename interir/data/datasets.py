@@ -87,7 +87,7 @@ def find_pair_dirs(root: str | os.PathLike) -> tuple[Path, Path]:
     """The (input, target) sub-folders of a benchmark folder, by their usual names (case-insensitive)."""
     root = Path(root)
     if not root.is_dir():
-        raise InterIRError(f"dataset folder not found: {root}")
+        raise InterIRError(f"{root} is not a folder" if root.exists() else f"dataset folder not found: {root}")
     subs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
     inp = next((subs[n] for n in INPUT_DIRS if n in subs), None)
     tgt = next((subs[n] for n in TARGET_DIRS if n in subs), None)
