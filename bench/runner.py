@@ -413,6 +413,8 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
         raise BenchError("--repeats must be at least 1")
     if args.threads is not None and args.threads < 1:
         raise BenchError("--threads must be at least 1")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise BenchError(f"--out {args.out} is a file; give a folder for the results")
     if args.jsonl and not Path(args.jsonl).resolve().parent.is_dir():
         raise BenchError(f"--jsonl {args.jsonl}: its folder does not exist")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -431,6 +433,10 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
                     "options": {k: v for k, v in vars(args).items() if k not in ("out", "quiet")}}
     report.update(machine.describe(device))
     report["backends"] = backend_status(device, requested)
+    if requested is not None and all(why is not None for name, why in report["backends"].items()
+                                     if name in requested) and (args.suite in ("ops", "all")):
+        raise BenchError(f"--backends {args.backends}: none of them can be timed on {device.type} ("
+                         + "; ".join(f"{n}: {report['backends'][n]}" for n in requested) + ")")
     report["notes"] = []
     report["malloc"] = {"choice": cpu_malloc.choice(), "tuned_here": malloc_tuned}
     if device.type == "cpu" and cpu_malloc.choice() == "system":

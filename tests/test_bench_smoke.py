@@ -176,3 +176,16 @@ def test_train_step_bench_splits_the_step(capsys):
     out = capsys.readouterr().out
     assert "eager split (median ms): forward" in out and "backward" in out and "adam" in out
     assert "eager: step" in out and "compiled" not in out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--out", "{file}"], "--out"),
+    (["--backends", "cuda"], "none of them can be timed on cpu"),
+])
+def test_bench_refuses_what_it_cannot_do_before_timing(tmp_path, extra, message):
+    (tmp_path / "file.txt").write_text("a user's file")
+    extra = [e.replace("{file}", str(tmp_path / "file.txt")) for e in extra]
+    proc = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--device", "cpu", *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert (tmp_path / "file.txt").read_text() == "a user's file"

@@ -193,8 +193,8 @@ def build_testset(source: str | os.PathLike, out: str | os.PathLike, *, seed: in
                 manifest.flush()
                 os.fsync(manifest.fileno())
             if unreadable:
-                raise InterIRError(f"{len(unreadable)} of {len(files)} source images cannot be read (listed "
-                                   f"above); nothing was written to {out}: fix or remove them and run again")
+                raise InterIRError(f"{len(unreadable)} of {len(files)} source images cannot be read (listed above, "
+                                   f"in {source}); nothing was written: fix or remove them and run again")
     finally:
         bar.close()
     return out / MANIFEST
