@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import itertools
 from dataclasses import dataclass
 import json
 import os
@@ -346,6 +347,10 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
     loader = DataLoader(stream, batch_sampler=sampler, num_workers=workers, collate_fn=_collate,
                         pin_memory=device.type == "cuda", persistent_workers=False,
                         prefetch_factor=2 if workers else None)
+    batches = iter(loader)
+    # the data's first failure (an unreadable photo, a patch larger than a photo) comes before a new experiment
+    # folder is made, so a run that cannot start leaves nothing behind
+    first = next(batches, None)
 
     folder = run.folder
     if run.main:
@@ -365,7 +370,7 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
     try:
         with ops.use_backend(cfg["backend"]):
             net.train()
-            for data in loader:
+            for data in itertools.chain([first] if first is not None else [], batches):
                 if run.main and staged and (step == start or step == stage_at(plan, step).start):
                     log.line(_stage_line(plan, step, world))
                 x = data["input"].to(device, non_blocking=True)

@@ -64,10 +64,12 @@ def test_a_wrong_backend_fails_the_check(capsys):
     assert rows and all("FAIL: disagrees with the reference" in line for line in rows)
 
 
-def test_on_a_cpu_without_emulation_it_says_why_nothing_is_checked(capsys, monkeypatch):
+def test_on_a_cpu_without_emulation_it_says_why_nothing_is_checked(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    assert main(["check", "--device", "cpu"]) == 0
+    assert main(["check", "--device", "cpu", "--json", str(tmp_path / "check.json")]) == 0
     assert "no fused backend runs natively on a CPU" in capsys.readouterr().out
+    report = json.loads((tmp_path / "check.json").read_text())  # the report says so too
+    assert report["complete"] and report["results"] == [] and "no fused backend" in report["note"]
 
 
 def test_bad_dtypes_are_one_line(capsys):

@@ -166,6 +166,8 @@ def test_ddp_two_processes_keep_parameters_identical(tmp_path):
         (["train", "{cfg}", "--set", "name=../escape"], "name must be a relative path inside"),
         (["train", "{cfg}", "--set", "name=/tmp/abs"], "name must be a relative path inside"),
         (["train", "{cfg}", "--set", "device=tpu"], "device must be"),
+        # found by the data loader's first batch, still before the experiment folder is made
+        (["train", "{cfg}", "--set", "datasets.train.patch_size=256"], "smaller than patch_size 256"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):

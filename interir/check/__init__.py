@@ -81,19 +81,23 @@ def _run_runtime(args: argparse.Namespace) -> int:
     print(f"interir check on {device} ({'emulated: Triton interpreter + CUDA host emulation' if args.emulate else 'native'})")
     for name, reason in loaded.items():
         print(f"  {name:<10} {'loaded' if reason is None else 'unavailable: ' + reason}")
-    if device.type == "cpu" and not args.emulate:
-        print("no fused backend runs natively on a CPU (they are GPU kernels): the reference serves every op here; "
-              "--emulate checks the kernels' code through the interpreter and the host emulation")
-        return 0
-
     finished: list = []
 
-    def write_json(complete: bool) -> None:
+    def write_json(complete: bool, **extra) -> None:
         if args.json:
             from interir.atomic import atomic_write_text
 
-            atomic_write_text(args.json, json.dumps(runtime.report(finished, device, args.emulate, complete=complete),
-                                                    indent=1))
+            report = runtime.report(finished, device, args.emulate, complete=complete) | extra
+            atomic_write_text(args.json, json.dumps(report, indent=1))
+
+    if device.type == "cpu" and not args.emulate:
+        note = ("no fused backend runs natively on a CPU (they are GPU kernels): the reference serves every op here; "
+                "--emulate checks the kernels' code through the interpreter and the host emulation")
+        print(note)
+        write_json(complete=True, note=note)  # the report says so too: no file would read as a lost run
+        if args.json:
+            print(f"wrote {args.json}")
+        return 0
 
     def progress(row, seconds):
         finished.append(row)
