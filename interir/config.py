@@ -185,6 +185,8 @@ def validate_config(cfg: dict[str, Any]) -> dict[str, Any]:
         if unknown:
             raise InterIRError(f"unknown config key 'datasets.val.{unknown[0]}' (keys: root, max_images, y_channel)")
         expect_str("datasets.val.root", val.get("root"))
+        if val.get("type") is not None:  # documentation only (the folder's layout decides), but never a typo
+            expect_choice("datasets.val.type", val["type"], ("synthetic", "paired"))
         if val.get("max_images") is not None:
             val["max_images"] = expect_int("datasets.val.max_images", val["max_images"], minimum=1)
         expect_bool("datasets.val.y_channel", val.get("y_channel", False))

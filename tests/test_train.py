@@ -166,6 +166,7 @@ def test_ddp_two_processes_keep_parameters_identical(tmp_path):
         (["train", "{cfg}", "--set", "name=../escape"], "name must be a relative path inside"),
         (["train", "{cfg}", "--set", "name=/tmp/abs"], "name must be a relative path inside"),
         (["train", "{cfg}", "--set", "device=tpu"], "device must be"),
+        (["train", "{cfg}", "--set", "datasets.val={type: bogus, root: .}"], "datasets.val.type"),
         # found by the data loader's first batch, still before the experiment folder is made
         (["train", "{cfg}", "--set", "datasets.train.patch_size=256"], "smaller than patch_size 256"),
     ],
