@@ -265,6 +265,9 @@ def _rain_pairs(set_name: str, folder: Path) -> tuple[list[tuple[str, Path, Path
     unpaired = [_counterpart(t, inputs, False, one_folder) for t in targets if t not in used]
     if unpaired:
         problems.append(_missing(set_name, where[0], unpaired, len(targets)))
+    _, bad = _sizes([p for _, inp, tgt in pairs for p in (inp, tgt)])  # headers only: a 0-byte or broken file
+    if bad:
+        problems.append(f"{set_name}: cannot read {len(bad)} images: {_names(bad)}")
     return pairs, problems
 
 

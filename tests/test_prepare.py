@@ -406,3 +406,11 @@ def test_the_command_line_prints_one_line_errors(tmp_path, monkeypatch, capsys):
     assert err.startswith("interir prepare: error: Rain100H: target/ missing 1 of 2 images: 1.png")
     assert "\n" not in err and "Traceback" not in err
     assert cli.main(["prepare", "--list"]) == 0 and "SOTS-indoor" in capsys.readouterr().out
+
+
+def test_a_deraining_pair_that_cannot_be_read_stops_the_set_before_anything_is_written(tmp_path):
+    rain_set(tmp_path / "Rain100L", 3)
+    (tmp_path / "Rain100L" / "target" / "2.png").write_bytes(b"")  # a 0-byte target
+    with pytest.raises(InterIRError, match=r"Rain100L: cannot read 1 images: 2\.png"):
+        prepare("Rain100L", tmp_path / "Rain100L", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
