@@ -116,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from interir.atomic import check_writable_folder
     from interir.data.imageio import IMAGE_EXTENSIONS
 
+    from interir.data.degrade import parse_combo
+
+    args.combo = parse_combo(args.combo)  # checked, and named canonically (h+r → H+R) in the output
     image = Path(args.image) if args.image else BUNDLED_PHOTO
     if not image.is_file():
         raise InterIRError(f"--image {image} is a folder; give one photo" if image.is_dir()

@@ -165,9 +165,18 @@ def _walk_images(root: Path, exclude: Path | None) -> list[Path]:
     return out
 
 
-def plan_outputs(jobs: list[Job], out: Path | None, suffix: str, in_place: bool) -> None:
+def plan_outputs(jobs: list[Job], out: Path | None, suffix: str, in_place: bool,
+                 skip_existing: bool = False) -> int:
     """Fill in each job's destination; refuse outputs that would replace an input (unless in_place) and two
-    inputs that map to the same output."""
+    inputs that map to the same output. An in-place run with a suffix and skip_existing (resuming one) leaves
+    out the inputs that are another input's output (photo_r.png of photo.png): they are kept, not restored.
+    Returns how many were left out."""
+    left_out = 0
+    if in_place and suffix and skip_existing:
+        outputs = {j.src.with_name(j.rel.stem + suffix + j.rel.suffix).resolve() for j in jobs}
+        kept = [j for j in jobs if j.src.resolve() not in outputs]
+        left_out = len(jobs) - len(kept)
+        jobs[:] = kept
     inputs = {}
     for j in jobs:
         st = j.src.stat()
@@ -194,6 +203,7 @@ def plan_outputs(jobs: list[Job], out: Path | None, suffix: str, in_place: bool)
                                f"of this run; choose another --suffix (nothing was restored)")
         raise InterIRError(f"output {j.dst} would overwrite the input {hit}; choose another -o folder "
                            f"or a --suffix (--in-place replaces inputs on purpose)")
+    return left_out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -218,7 +228,10 @@ def run(args: argparse.Namespace) -> int:
     if not jobs:
         raise InterIRError(f"no images found in {', '.join(args.inputs)}"
                            + ("" if args.recursive else " (use --recursive for sub-folders)"))
-    plan_outputs(jobs, out, args.suffix, args.in_place)
+    left_out = plan_outputs(jobs, out, args.suffix, args.in_place, args.skip_existing)
+    if left_out:
+        say(f"interir restore: {left_out} input(s) named like another input's output (--suffix {args.suffix}) are "
+            "taken as earlier restorations and left as they are (--skip-existing)")
     for folder in sorted({job.dst.parent for job in jobs}) if out is None else [out]:
         check_writable_folder(folder)
     device = resolve_device(args.device)

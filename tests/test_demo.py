@@ -77,6 +77,8 @@ def test_demo_refuses_a_photo_too_small_to_score_and_a_folder_as_output(tmp_path
     assert main(["demo", "--image", str(tiny), "-o", str(tmp_path / "d.png")]) == 1
     err = capsys.readouterr().err.strip()
     assert "needs at least 11×11" in err and "\n" not in err and not (tmp_path / "d.png").exists()
+    assert main(["demo", "--combo", "H+Q", "-o", str(tmp_path / "d.png")]) == 1
+    assert "unknown degradation combination" in capsys.readouterr().err
     assert main(["demo", "--image", str(tmp_path), "-o", str(tmp_path / "d.png")]) == 1
     assert "is a folder; give one photo" in capsys.readouterr().err
     (tmp_path / "dir.png").mkdir()

@@ -433,3 +433,18 @@ def test_an_output_that_is_a_folder_is_refused_before_restoring(tmp_path, ckpt, 
     code, _, err = run_cli(capsys, tmp_path / "shots", "-o", tmp_path / "out", "-c", ckpt, "-q", "--overwrite")
     assert code == 1 and "is a folder" in err and err.strip().count("\n") == 0, err
     assert list((tmp_path / "out" / "photo.png").iterdir()) == []
+
+
+def test_an_in_place_run_with_a_suffix_resumes_with_skip_existing(tmp_path, ckpt, capsys):
+    """The second run sees photo_r.png (the first run's output) among the inputs: with --skip-existing it is taken
+    as done, neither refused nor restored into photo_r_r.png."""
+    (tmp_path / "shots").mkdir()
+    Image.fromarray(_photo()).save(tmp_path / "shots" / "photo.png")
+    code, _, err = run_cli(capsys, tmp_path / "shots", "--in-place", "--suffix", "_r", "-c", ckpt, "-q")
+    assert code == 0, err
+    first = (tmp_path / "shots" / "photo_r.png").read_bytes()
+    code, out, err = run_cli(capsys, tmp_path / "shots", "--in-place", "--suffix", "_r", "--skip-existing",
+                             "-c", ckpt, "-q")
+    assert code == 0 and "taken as earlier restorations" in err, err
+    assert sorted(p.name for p in (tmp_path / "shots").iterdir()) == ["photo.png", "photo_r.png"]
+    assert (tmp_path / "shots" / "photo_r.png").read_bytes() == first
