@@ -433,8 +433,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
                     "options": {k: v for k, v in vars(args).items() if k not in ("out", "quiet")}}
     report.update(machine.describe(device))
     report["backends"] = backend_status(device, requested)
-    if requested is not None and all(why is not None for name, why in report["backends"].items()
-                                     if name in requested) and (args.suite in ("ops", "all")):
+    if requested is not None and args.suite in ("ops", "all") and all(report["backends"][n] for n in requested):
         raise BenchError(f"--backends {args.backends}: none of them can be timed on {device.type} ("
                          + "; ".join(f"{n}: {report['backends'][n]}" for n in requested) + ")")
     report["notes"] = []

@@ -230,11 +230,9 @@ def check_report_path(path: str | os.PathLike, option: str = "--json") -> None:
     path = Path(path)
     if path.suffix.lower() != ".json":
         raise InterIRError(f"{option} {path}: give a file name ending in .json")
-    if path.is_dir():
-        raise InterIRError(f"{option} {path} is a folder; give a file name")
-    if path.exists():
+    if path.is_file():
         try:
             json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError):
             raise InterIRError(f"{option} {path} exists and is not a JSON report; choose another name") from None
-    check_writable_folder(path.parent if str(path.parent) else ".", f"folder of the {option} report")
+    check_new_file(path, f"{option} report", overwrite=True)

@@ -114,9 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from interir.atomic import check_writable_folder
-    from interir.data.imageio import IMAGE_EXTENSIONS
-
     from interir.data.degrade import parse_combo
+    from interir.data.imageio import IMAGE_EXTENSIONS
 
     args.combo = parse_combo(args.combo)  # checked, and named canonically (h+r → H+R) in the output
     image = Path(args.image) if args.image else BUNDLED_PHOTO

@@ -30,8 +30,7 @@ def load_eval_sets(root: str | Path) -> dict[str, Dataset]:
     if not root.exists():
         raise InterIRError(f"dataset folder not found: {root}")
     if not root.is_dir():
-        raise InterIRError(f"--data {root} is a file; give the folder of an `interir synth` set or of input/ and "
-                           "target/")
+        raise InterIRError(f"{root} is a file; give the folder of an `interir synth` set or of input/ and target/")
     if (root / MANIFEST).is_file():
         return load_synthetic_testset(root)
     return {root.name: PairedFolderDataset(root)}

@@ -171,9 +171,12 @@ def plan_outputs(jobs: list[Job], out: Path | None, suffix: str, in_place: bool,
     inputs that map to the same output. An in-place run with a suffix and skip_existing (resuming one) leaves
     out the inputs that are another input's output (photo_r.png of photo.png): they are kept, not restored.
     Returns how many were left out."""
+    def name_of(j: Job) -> str:
+        return j.rel.stem + suffix + j.rel.suffix
+
     left_out = 0
     if in_place and suffix and skip_existing:
-        outputs = {j.src.with_name(j.rel.stem + suffix + j.rel.suffix).resolve() for j in jobs}
+        outputs = {j.src.with_name(name_of(j)).resolve() for j in jobs}
         kept = [j for j in jobs if j.src.resolve() not in outputs]
         left_out = len(jobs) - len(kept)
         jobs[:] = kept
@@ -183,8 +186,7 @@ def plan_outputs(jobs: list[Job], out: Path | None, suffix: str, in_place: bool,
         inputs[(st.st_dev, st.st_ino)] = j.src
     seen: dict[Path, Path] = {}
     for j in jobs:
-        name = j.rel.stem + suffix + j.rel.suffix
-        j.dst = j.src.with_name(name) if in_place else out / j.rel.with_name(name)
+        j.dst = j.src.with_name(name_of(j)) if in_place else out / j.rel.with_name(name_of(j))
         key = j.dst.resolve()
         if key in seen:
             raise InterIRError(f"two inputs would be written to the same output {j.dst}: {seen[key]} and {j.src}")

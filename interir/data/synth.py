@@ -83,9 +83,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_combos(text: str) -> list[str]:
-    """"H+R+N,N" → the combinations in order, each once; a repeated or unknown one is an error."""
-    combos = [parse_combo(c) for c in text.split(",") if c.strip()]
+def parse_combos(given: str | Sequence[str]) -> list[str]:
+    """"H+R+N,N" (or ["H+R+N", "N"]) → the combinations in order, each once; a repeated or unknown one is an
+    error."""
+    names = given.split(",") if isinstance(given, str) else list(given)
+    text = ",".join(names)
+    combos = [parse_combo(c) for c in names if c.strip()]
     if not combos:
         raise InterIRError(f"--combos {text!r} names no combination; use e.g. H+R+N,N")
     repeated = sorted({c for c in combos if combos.count(c) > 1})
@@ -158,7 +161,7 @@ def build_testset(source: str | os.PathLike, out: str | os.PathLike, *, seed: in
         if f.stem in stems:
             raise InterIRError(f"two source images share the name {f.stem!r}: {stems[f.stem]} and {f}")
         stems[f.stem] = f
-    combos = parse_combos(",".join(combos))
+    combos = parse_combos(combos)
     _check_out(source, out, force)
     bar = show_progress(total=len(files) * len(combos), desc="synth", unit="img", enabled=progress)
     unreadable = []
