@@ -226,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else None
     if out is not None and out.exists() and not out.is_dir():
         raise InterIRError(f"output {out} exists and is not a folder")
+    if out is not None and not out.exists() and out.suffix.lower() in IMAGE_EXTENSIONS:
+        raise InterIRError(f"-o {out} looks like an image file, but -o names a folder (outputs keep the inputs' "
+                           f"names); give a folder, e.g. -o {out.with_suffix('')}/, or a --suffix with --in-place")
     jobs = collect_inputs(args.inputs, args.recursive, exclude=out)
     if not jobs:
         raise InterIRError(f"no images found in {', '.join(args.inputs)}"

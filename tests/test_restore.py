@@ -435,6 +435,17 @@ def test_an_output_that_is_a_folder_is_refused_before_restoring(tmp_path, ckpt, 
     assert list((tmp_path / "out" / "photo.png").iterdir()) == []
 
 
+def test_an_output_named_like_an_image_is_refused_not_made_a_folder(tmp_path, ckpt, capsys):
+    """`-o restored.png` would otherwise create a folder named restored.png."""
+    Image.fromarray(_photo()).save(tmp_path / "photo.png")
+    code, _, err = run_cli(capsys, tmp_path / "photo.png", "-o", tmp_path / "restored.PNG", "-c", ckpt, "-q")
+    assert code == 1 and "looks like an image file" in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "restored.PNG").exists()
+    (tmp_path / "made.png").mkdir()  # an existing folder of that name is still a folder
+    code, _, err = run_cli(capsys, tmp_path / "photo.png", "-o", tmp_path / "made.png", "-c", ckpt, "-q")
+    assert code == 0 and (tmp_path / "made.png" / "photo.png").is_file(), err
+
+
 def test_an_in_place_run_with_a_suffix_resumes_with_skip_existing(tmp_path, ckpt, capsys):
     """The second run sees photo_r.png (the first run's output) among the inputs: with --skip-existing it is taken
     as done, neither refused nor restored into photo_r_r.png."""
