@@ -32,7 +32,7 @@ from interir.losses import TrainingLoss as Loss
 NETWORKS = {name: model_entry(name).default_preset for name in model_names()}  # every registered model
 SMOKE_PRESETS = {name: model_entry(name).smallest_preset for name in model_names()}
 NO_BACKEND = "-"  # the mode backend of a network that calls none of interir's ops
-PLAIN = "reference-plain"  # the reference backend with interir's fast paths off (the path before them)
+PLAIN = "reference-plain"  # the reference backend with the fast paths (and so the CPU kernels) off: the path before them
 TRAIN_BATCH, TRAIN_SIZE = 32, 256
 INFER_SIZES = (256, 512, 1024)
 MACS_AT = 256  # the side at which parameters' companions, the two MAC counts, are quoted

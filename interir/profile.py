@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from interir import ops
+from interir import cpu_kernels, ops
 from interir.model import all_presets, build, entry_of_preset
 
 def count_parameters(model: nn.Module) -> int:
@@ -127,6 +127,7 @@ def environment() -> dict:
         "triton": triton_version,
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpu_threads": torch.get_num_threads(),
+        "cpu_kernels": cpu_kernels.status(),
         "backends": {k: backend_status(k, v) for k, v in ops.available_backends().items()},
         "auto_choices": ops.backends.auto_chooser().cached_choices(),
     }
@@ -189,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  CPU latency           {lat['median_s'] * 1e3:.1f} ms median of {args.repeats} "
               f"(min {lat['min_s'] * 1e3:.1f} ms, {lat['threads']} thread{'s' if lat['threads'] != 1 else ''})")
     print(f"  torch {env['torch']}, triton {env['triton']}, GPU {env['cuda_device']}")
+    print(f"  CPU kernels           {env['cpu_kernels']}")
     print("  backends:")
     for name, status in env["backends"].items():
         print(f"    {name:<10} {status}")

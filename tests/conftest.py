@@ -24,6 +24,15 @@ def pytest_report_header(config):
     return f"random inputs: PYTEST_SEED={BASE_SEED}"
 
 
+def pytest_sessionstart(session):
+    """Build the fused CPU kernels (interir/cpu_kernels.py) once before any test, so that no command a test runs
+    compiles them (and prints that it does) in the middle of its output."""
+    from interir import cpu_kernels
+
+    if cpu_kernels.mode() != "off":
+        cpu_kernels.load()
+
+
 # Test files whose every test exercises the fused kernels: what a GPU session runs (marker `kernels`, with
 # `gpu`); a test elsewhere joins by taking the `backend` or `any_backend` fixture.
 KERNEL_TEST_FILES = ("test_backend_explainable_conv.py", "test_backend_kron.py", "test_backend_fft_loss.py",

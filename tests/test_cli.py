@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import interir
+from interir import cpu_kernels, fast_paths
 from interir.cli import main
 from interir.profile import count_macs_all, count_macs_hooks, count_parameters
 
@@ -29,7 +30,17 @@ def test_info_prints_and_writes_figures(tmp_path, capsys):
     assert report["macs_hooks"] == count_macs_hooks(model, (1, 3, 32, 32))
     assert report["cpu_latency"]["median_s"] > 0
     assert "284,464" in text and "MACs" in text
+    assert f"CPU kernels           {cpu_kernels.status()}" in text
+    assert report["environment"]["cpu_kernels"] == cpu_kernels.status()
     assert not list(out_json.parent.glob(".*tmp"))  # the atomic write left no temporary file
+
+
+def test_info_says_why_the_cpu_kernels_are_off(monkeypatch):
+    monkeypatch.setenv(cpu_kernels.ENV_VAR, "0")
+    assert cpu_kernels.status() == "off (INTERIR_CPU_KERNELS=0)"
+    monkeypatch.setenv(cpu_kernels.ENV_VAR, "auto")
+    with fast_paths.disabled():
+        assert cpu_kernels.status().startswith("off (the fast paths are off")
 
 
 def test_info_error_is_one_line(capsys):

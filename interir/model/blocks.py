@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from interir import fast_paths, ops
+from interir import cpu_kernels, fast_paths, ops
 
 
 class LayerNorm2d(nn.Module):
@@ -46,6 +46,11 @@ class Convs(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, expand: int = 8):
         super().__init__(nn.Conv2d(cin, expand * cout, 1), nn.ReLU(inplace=True), nn.Conv2d(expand * cout, cout, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if cpu_kernels.usable(x, self[0].weight):  # one pass, the hidden map kept in cache (docs/performance.md)
+            return cpu_kernels.convs(self, x)
+        return super().forward(x)
 
 
 class ExplainableConv(nn.Module):
@@ -122,6 +127,8 @@ class EPBlock(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        if cpu_kernels.usable(x, self.conv1.weight):  # the per-pixel chains fused (docs/performance.md)
+            return cpu_kernels.epblock(self, x)
         y = self.gate(self.conv2(self.conv1(self.norm1(x))))
         y = self.conv3(y * self.sca(y))
         x = _add_scaled(x, y, self.beta)

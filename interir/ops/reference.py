@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from interir import fast_paths
+from interir import cpu_kernels, fast_paths
 
 # --------------------------------------------------------------------------------------------------------
 # Explainable convolution (docs/model.md): attention from a binary mask, then a per-sample modulated conv.
@@ -57,6 +57,8 @@ def attention_without_grad(x: Tensor, theta: Tensor, kernel_size: int, tau: floa
     attention for its whole (b, c) plane, as the surrogate's NaN does on the autograd path.
     """
     b, c = x.shape[:2]
+    if pool is None and theta.numel() == 1 and cpu_kernels.usable(x):  # one pass (docs/performance.md)
+        return cpu_kernels.attention(x, float(theta), kernel_size, tau)
     hard = (x > theta if tau <= 1 else (x - theta) / tau > 0).to(x.dtype)
     pooled = pool(hard, kernel_size) if pool is not None else F.adaptive_avg_pool2d(hard, (kernel_size, kernel_size))
     pooled = pooled.reshape(b, c, kernel_size**2)

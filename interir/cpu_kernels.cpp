@@ -1,0 +1,408 @@
+// Fused float32 CPU kernels for InterIR's per-pixel pieces at inference (docs/performance.md, "The CPU kernels").
+//
+// Every kernel works on NCHW maps as B × C × P (P = H·W pixels, contiguous) and walks blocks of kBlock pixels: a
+// block's values for all channels are a few KB, so each chain below reads its input from memory once and writes
+// its output once, with the intermediate maps in L1/L2 instead of full-size tensors. The products are register
+// tiles of kRows output channels × kBlock pixels, accumulated over the input channels in order (one FMA per
+// product, float32). Pixels sit in the vector lanes, so LayerNorm's reduction over channels is a plain loop.
+//
+//   convs(x)        Conv1×1(cin→h) → ReLU → Conv1×1(h→cout)           the `Convs` block (docs/model.md)
+//   ffn(x)          x + γ·Conv1×1(SimpleGate(Conv1×1(LN(x))))          the EPBlock's second half
+//   ln_conv1x1(x)   Conv1×1(LN(x))                                     the EPBlock's first LayerNorm and conv1
+//   gate_mean(u)    SimpleGate(u) averaged over the pixels, per (b, c)  the input of the channel attention (SCA)
+//   gated_residual  x + β·Conv1×1(SimpleGate(u)·s)                    the EPBlock's conv3 and first residual
+//   attention       k²·softmax(adaptive k×k pooling of 1[x > θ])       the explainable attention
+//
+// Only inference: no autograd. Python (interir/cpu_kernels.py) decides when these run.
+#include <torch/extension.h>
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+#define ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
+#define ALWAYS_INLINE inline __attribute__((always_inline))  // the register tiles must not pass through memory
+
+typedef float v16 __attribute__((vector_size(64)));  // 16 float lanes; compiled for the host's widest vectors
+typedef int vi16 __attribute__((vector_size(64)));   // 16 int lanes: what comparing two v16 gives
+
+constexpr int kVecs = 4;               // vectors per pixel block
+constexpr int kBlock = 16 * kVecs;     // pixels per block
+constexpr int kRows = 6;               // output channels per register tile
+
+inline v16 load(const float* p) { v16 v; __builtin_memcpy(&v, p, sizeof v); return v; }
+inline void store(float* p, v16 v) { __builtin_memcpy(p, &v, sizeof v); }
+inline v16 splat(float s) { return v16{} + s; }
+inline v16 relu(v16 v) { return v < 0 ? v16{} : v; }  // NaN stays NaN, as torch.relu
+
+// acc[r][j] = bias[r] + Σ_k w[r][k] · in[k][16j : 16j+16]: the rows of `w` are ROWS pointers into weight matrices
+// (so a tile can take rows r and r + c of one matrix, for the gate), `in` is K rows of kBlock pixels, ld apart.
+template <int ROWS>
+ALWAYS_INLINE void dot_tile(const float* const* w, const float* bias, int K, const float* in, long ld, v16 (&acc)[ROWS][kVecs]) {
+  for (int r = 0; r < ROWS; ++r)
+    for (int j = 0; j < kVecs; ++j) acc[r][j] = splat(bias[r]);
+  for (int k = 0; k < K; ++k) {
+    const float* x = in + k * ld;
+    v16 xv[kVecs];
+    for (int j = 0; j < kVecs; ++j) xv[j] = load(x + 16 * j);
+    for (int r = 0; r < ROWS; ++r) {
+      const v16 wv = splat(w[r][k]);
+      for (int j = 0; j < kVecs; ++j) acc[r][j] += wv * xv[j];
+    }
+  }
+}
+
+// Runs f.template operator()<ROWS>(first row) over rows [0, M) in tiles of TILE (≤ kRows) rows, then the remainder
+// in one tile.
+template <int TILE = kRows, class F>
+ALWAYS_INLINE void over_rows(int M, F&& f) {
+  int r = 0;
+  for (; r + TILE <= M; r += TILE) f.template operator()<TILE>(r);
+  switch (M - r) {
+    case 1: f.template operator()<1>(r); break;
+    case 2: f.template operator()<2>(r); break;
+    case 3: f.template operator()<3>(r); break;
+    case 4: f.template operator()<4>(r); break;
+    case 5: f.template operator()<5>(r); break;
+    default: break;
+  }
+}
+
+// out[M × kBlock] = act(W[M × K] · in[K × kBlock] + b), rows of `out` ldo apart.
+template <bool RELU>
+void gemm_block(const float* W, const float* b, int M, int K, const float* in, long ldi, float* out, long ldo) {
+  over_rows(M, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
+    const float* w[ROWS];
+    for (int r = 0; r < ROWS; ++r) w[r] = W + (long)(r0 + r) * K;
+    v16 acc[ROWS][kVecs];
+    dot_tile<ROWS>(w, b + r0, K, in, ldi, acc);
+    for (int r = 0; r < ROWS; ++r)
+      for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * ldo + 16 * j, RELU ? relu(acc[r][j]) : acc[r][j]);
+  });
+}
+
+// out[c × kBlock] = a · b with a = W[r] · in + bias[r], b = W[r + c] · in + bias[r + c]: Conv1×1(K → 2c) then
+// SimpleGate, without the 2c-channel map.
+void gated_gemm_block(const float* W, const float* bias, int c, int K, const float* in, long ldi, float* out) {
+  over_rows<kRows / 2>(c, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
+    const float* w[2 * ROWS];
+    float b[2 * ROWS];
+    for (int r = 0; r < ROWS; ++r) {
+      w[r] = W + (long)(r0 + r) * K, b[r] = bias[r0 + r];
+      w[ROWS + r] = W + (long)(c + r0 + r) * K, b[ROWS + r] = bias[c + r0 + r];
+    }
+    v16 acc[2 * ROWS][kVecs];
+    dot_tile<2 * ROWS>(w, b, K, in, ldi, acc);
+    for (int r = 0; r < ROWS; ++r)
+      for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * kBlock + 16 * j, acc[r][j] * acc[ROWS + r][j]);
+  });
+}
+
+// LayerNorm over the C channels of one pixel block (LayerNorm2d of docs/model.md: mean, then the mean of the
+// squared deviations, eps inside the root), scaled and shifted per channel: in rows ldi apart → out[C × kBlock].
+void layer_norm_block(const float* in, long ldi, int C, const float* weight, const float* bias, float eps, float* out) {
+  const float inv = 1.0f / C;
+  for (int j = 0; j < kVecs; ++j) {
+    v16 sum{};
+    for (int ch = 0; ch < C; ++ch) sum += load(in + ch * ldi + 16 * j);
+    const v16 mu = sum * inv;
+    v16 sq{};
+    for (int ch = 0; ch < C; ++ch) {
+      const v16 d = load(in + ch * ldi + 16 * j) - mu;
+      sq += d * d;
+    }
+    const v16 var = sq * inv + eps;
+    v16 rstd;
+    for (int l = 0; l < 16; ++l) rstd[l] = 1.0f / std::sqrt(var[l]);
+    for (int ch = 0; ch < C; ++ch)
+      store(out + ch * kBlock + 16 * j, (load(in + ch * ldi + 16 * j) - mu) * rstd * weight[ch] + bias[ch]);
+  }
+}
+
+// The pixel blocks of a B × C × P map, each as a pointer and a row stride: a full block is read in place; the last,
+// partial block of each sample is copied, zero-padded, into scratch (and written back from scratch by `Out`).
+struct In {
+  const float* base; int C; long P;
+  std::vector<float> pad;
+  In(const torch::Tensor& t, int C, long P) : base(t.data_ptr<float>()), C(C), P(P), pad((size_t)C * kBlock) {}
+  // rows of block (b, p0) with n valid pixels; sets ld
+  const float* rows(long b, long p0, int n, long& ld) {
+    const float* src = base + (b * C) * P + p0;
+    if (n == kBlock) { ld = P; return src; }
+    for (int ch = 0; ch < C; ++ch)
+      for (int i = 0; i < kBlock; ++i) pad[ch * kBlock + i] = i < n ? src[ch * P + i] : 0.0f;
+    ld = kBlock;
+    return pad.data();
+  }
+};
+
+struct Out {
+  float* base; int C; long P;
+  std::vector<float> pad;
+  Out(torch::Tensor& t, int C, long P) : base(t.data_ptr<float>()), C(C), P(P), pad((size_t)C * kBlock) {}
+  float* rows(long b, long p0, int n, long& ld) {
+    if (n == kBlock) { ld = P; return base + (b * C) * P + p0; }
+    ld = kBlock;
+    return pad.data();
+  }
+  void finish(long b, long p0, int n) {
+    if (n == kBlock) return;
+    float* dst = base + (b * C) * P + p0;
+    for (int ch = 0; ch < C; ++ch) std::copy_n(pad.data() + ch * kBlock, n, dst + ch * P);
+  }
+};
+
+void check_map(const torch::Tensor& t, const char* name, int channels = -1) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.dim() == 4 && t.is_contiguous(),
+              name, ": expected a contiguous float32 CPU tensor B×C×H×W");
+  TORCH_CHECK(channels < 0 || t.size(1) == channels, name, ": expected ", channels, " channels, got ", t.size(1));
+}
+
+// y: B×channels×H×W like x, contiguous float32, and not overlapping x (the kernels read x while writing y).
+void check_output(const torch::Tensor& y, const torch::Tensor& x, int64_t channels, const char* name) {
+  check_map(y, name, channels);
+  TORCH_CHECK(y.size(0) == x.size(0) && y.size(2) == x.size(2) && y.size(3) == x.size(3), name,
+              ": the output's batch and size differ from the input's");
+  const char *ylo = (const char*)y.data_ptr(), *yhi = ylo + y.nbytes(), *xlo = (const char*)x.data_ptr(),
+             *xhi = xlo + x.nbytes();
+  TORCH_CHECK(yhi <= xlo || xhi <= ylo, name, ": the output overlaps the input");
+}
+
+void check_vec(const torch::Tensor& t, const char* name, int64_t n) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous() && t.numel() == n,
+              name, ": expected ", n, " contiguous float32 CPU values, got ", t.numel());
+}
+
+// Calls body(b, p0, n, scratch) for every pixel block of B samples × P pixels, in parallel over blocks.
+template <class Scratch, class F>
+void for_blocks(long B, long P, Scratch make, F&& body) {
+  const long blocks = (P + kBlock - 1) / kBlock;
+  at::parallel_for(0, B * blocks, 1, [&](long begin, long end) {
+    auto scratch = make();
+    for (long t = begin; t < end; ++t) {
+      const long b = t / blocks, p0 = (t % blocks) * kBlock;
+      body(b, p0, (int)std::min<long>(kBlock, P - p0), scratch);
+    }
+  });
+}
+
+}  // namespace
+
+// Convs: x B×cin×H×W, w1 h×cin, b1 h, w2 cout×h, b2 cout → y B×cout×H×W.
+void convs(torch::Tensor x, torch::Tensor w1, torch::Tensor b1, torch::Tensor w2, torch::Tensor b2, torch::Tensor y) {
+  check_map(x, "convs: x");
+  const int cin = x.size(1), hidden = w1.size(0), cout = w2.size(0);
+  check_vec(w1, "convs: w1", (int64_t)hidden * cin), check_vec(b1, "convs: b1", hidden);
+  check_vec(w2, "convs: w2", (int64_t)cout * hidden), check_vec(b2, "convs: b2", cout);
+  const long B = x.size(0), P = x.size(2) * x.size(3);
+  check_output(y, x, cout, "convs");
+  const float *W1 = w1.data_ptr<float>(), *B1 = b1.data_ptr<float>(), *W2 = w2.data_ptr<float>(), *B2 = b2.data_ptr<float>();
+  struct S { In in; Out out; std::vector<float> h; };
+  for_blocks(B, P, [&] { return S{In(x, cin, P), Out(y, cout, P), std::vector<float>((size_t)hidden * kBlock)}; },
+             [&](long b, long p0, int n, S& s) {
+               long ldi, ldo;
+               const float* in = s.in.rows(b, p0, n, ldi);
+               gemm_block<true>(W1, B1, hidden, cin, in, ldi, s.h.data(), kBlock);
+               float* out = s.out.rows(b, p0, n, ldo);
+               gemm_block<false>(W2, B2, cout, hidden, s.h.data(), kBlock, out, ldo);
+               s.out.finish(b, p0, n);
+             });
+}
+
+// ffn: x B×c×H×W → y = x + γ·(W5·gate(W4·LN(x) + b4) + b5); w4 2c×c, w5 c×c, γ c.
+void ffn(torch::Tensor x, torch::Tensor ln_w, torch::Tensor ln_b, double eps, torch::Tensor w4, torch::Tensor b4,
+         torch::Tensor w5, torch::Tensor b5, torch::Tensor gamma, torch::Tensor y) {
+  check_map(x, "ffn: x");
+  const int c = x.size(1);
+  check_vec(ln_w, "ffn: norm weight", c), check_vec(ln_b, "ffn: norm bias", c);
+  check_vec(w4, "ffn: w4", 2L * c * c), check_vec(b4, "ffn: b4", 2L * c);
+  check_vec(w5, "ffn: w5", (int64_t)c * c), check_vec(b5, "ffn: b5", c), check_vec(gamma, "ffn: gamma", c);
+  const long B = x.size(0), P = x.size(2) * x.size(3);
+  check_output(y, x, c, "ffn");
+  const float *LW = ln_w.data_ptr<float>(), *LB = ln_b.data_ptr<float>(), *W4 = w4.data_ptr<float>(),
+              *B4 = b4.data_ptr<float>(), *W5 = w5.data_ptr<float>(), *B5 = b5.data_ptr<float>(), *G = gamma.data_ptr<float>();
+  const std::vector<float> zero(c, 0.0f);
+  struct S { In in; Out out; std::vector<float> norm, gated, branch; };
+  const size_t tile = (size_t)c * kBlock;
+  for_blocks(B, P, [&] { return S{In(x, c, P), Out(y, c, P), std::vector<float>(tile), std::vector<float>(tile), std::vector<float>(tile)}; },
+             [&](long b, long p0, int n, S& s) {
+               long ldi, ldo;
+               const float* in = s.in.rows(b, p0, n, ldi);
+               layer_norm_block(in, ldi, c, LW, LB, (float)eps, s.norm.data());
+               gated_gemm_block(W4, B4, c, c, s.norm.data(), kBlock, s.gated.data());
+               gemm_block<false>(W5, B5, c, c, s.gated.data(), kBlock, s.branch.data(), kBlock);
+               float* out = s.out.rows(b, p0, n, ldo);
+               for (int ch = 0; ch < c; ++ch)
+                 for (int j = 0; j < kVecs; ++j) {
+                   const v16 v = load(s.branch.data() + ch * kBlock + 16 * j);
+                   store(out + ch * ldo + 16 * j, load(in + ch * ldi + 16 * j) + v * G[ch]);
+                 }
+               s.out.finish(b, p0, n);
+             });
+}
+
+// ln_conv1x1: x B×c×H×W → y = W·LN(x) + bias; w cout×c.
+void ln_conv1x1(torch::Tensor x, torch::Tensor ln_w, torch::Tensor ln_b, double eps, torch::Tensor w, torch::Tensor bias,
+                torch::Tensor y) {
+  check_map(x, "ln_conv1x1: x");
+  const int c = x.size(1), cout = w.size(0);
+  check_vec(ln_w, "ln_conv1x1: norm weight", c), check_vec(ln_b, "ln_conv1x1: norm bias", c);
+  check_vec(w, "ln_conv1x1: weight", (int64_t)cout * c), check_vec(bias, "ln_conv1x1: bias", cout);
+  const long B = x.size(0), P = x.size(2) * x.size(3);
+  check_output(y, x, cout, "ln_conv1x1");
+  const float *LW = ln_w.data_ptr<float>(), *LB = ln_b.data_ptr<float>(), *W = w.data_ptr<float>(), *Bi = bias.data_ptr<float>();
+  struct S { In in; Out out; std::vector<float> norm; };
+  for_blocks(B, P, [&] { return S{In(x, c, P), Out(y, cout, P), std::vector<float>((size_t)c * kBlock)}; },
+             [&](long b, long p0, int n, S& s) {
+               long ldi, ldo;
+               const float* in = s.in.rows(b, p0, n, ldi);
+               layer_norm_block(in, ldi, c, LW, LB, (float)eps, s.norm.data());
+               float* out = s.out.rows(b, p0, n, ldo);
+               gemm_block<false>(W, Bi, cout, c, s.norm.data(), kBlock, out, ldo);
+               s.out.finish(b, p0, n);
+             });
+}
+
+// gate_mean: u B×2c×H×W → mean B×c, the pixel mean of u[:, :c]·u[:, c:] (16 float32 partial sums, then float64).
+void gate_mean(torch::Tensor u, torch::Tensor mean) {
+  check_map(u, "gate_mean: u");
+  TORCH_CHECK(u.size(1) % 2 == 0, "gate_mean: u needs an even number of channels, got ", u.size(1));
+  const long B = u.size(0), c = u.size(1) / 2, P = u.size(2) * u.size(3);
+  check_vec(mean, "gate_mean: mean", B * c);
+  const float* U = u.data_ptr<float>();
+  float* M = mean.data_ptr<float>();
+  at::parallel_for(0, B * c, 1, [&](long begin, long end) {
+    for (long t = begin; t < end; ++t) {
+      const long b = t / c, ch = t % c;
+      const float* a = U + (b * 2 * c + ch) * P;
+      const float* g = a + c * P;
+      v16 lanes{};
+      long p = 0;
+      for (; p + 16 <= P; p += 16) lanes += load(a + p) * load(g + p);
+      double sum = 0.0;
+      for (int l = 0; l < 16; ++l) sum += lanes[l];
+      for (; p < P; ++p) sum += (double)(a[p] * g[p]);
+      M[t] = (float)(sum / P);
+    }
+  });
+}
+
+// gated_residual: x B×c×H×W, u B×2c×H×W, s B×c → y = x + β·(W·(gate(u)·s) + bias); w c×c (the per-sample scale s
+// is folded into W's columns, as W·diag(s)).
+void gated_residual(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Tensor w, torch::Tensor bias,
+                    torch::Tensor beta, torch::Tensor y) {
+  check_map(x, "gated_residual: x");
+  const long B = x.size(0), c = x.size(1), P = x.size(2) * x.size(3);
+  check_map(u, "gated_residual: u", 2 * c);
+  TORCH_CHECK(u.size(0) == B && u.size(2) == x.size(2) && u.size(3) == x.size(3), "gated_residual: u and x differ in shape");
+  check_vec(s, "gated_residual: s", B * c), check_vec(w, "gated_residual: weight", c * c);
+  check_vec(bias, "gated_residual: bias", c), check_vec(beta, "gated_residual: beta", c);
+  check_output(y, x, c, "gated_residual");
+  // W·diag(s_b) per sample
+  auto ws = (w.view({1, c, c}) * s.view({B, 1, c})).contiguous();
+  const float *WS = ws.data_ptr<float>(), *Bi = bias.data_ptr<float>(), *Be = beta.data_ptr<float>();
+  struct St { In in, gin; Out out; std::vector<float> gated, branch; };
+  const size_t tile = (size_t)c * kBlock;
+  for_blocks(B, P, [&] { return St{In(x, c, P), In(u, 2 * c, P), Out(y, c, P), std::vector<float>(tile), std::vector<float>(tile)}; },
+             [&](long b, long p0, int n, St& st) {
+               long ldx, ldu, ldo;
+               const float* xin = st.in.rows(b, p0, n, ldx);
+               const float* uin = st.gin.rows(b, p0, n, ldu);
+               for (long ch = 0; ch < c; ++ch)
+                 for (int j = 0; j < kVecs; ++j)
+                   store(st.gated.data() + ch * kBlock + 16 * j, load(uin + ch * ldu + 16 * j) * load(uin + (c + ch) * ldu + 16 * j));
+               gemm_block<false>(WS + b * c * c, Bi, c, c, st.gated.data(), kBlock, st.branch.data(), kBlock);
+               float* out = st.out.rows(b, p0, n, ldo);
+               for (long ch = 0; ch < c; ++ch)
+                 for (int j = 0; j < kVecs; ++j)
+                   store(out + ch * ldo + 16 * j, load(xin + ch * ldx + 16 * j) + load(st.branch.data() + ch * kBlock + 16 * j) * Be[ch]);
+               st.out.finish(b, p0, n);
+             });
+}
+
+// Adds the mask of one row of W pixels, 1[v > th] (with DIVIDE: 1[(v − th)/t > 0]), to `bins` rows of column
+// counts (rows W apart: the row bins this image row falls in), and counts its NaNs into `nans`.
+template <bool DIVIDE>
+ALWAYS_INLINE void add_row_mask(const float* v, long W, float th, float t, int* counts, int bins, vi16& nans) {
+  long x = 0;
+  for (; x + 16 <= W; x += 16) {
+    const v16 value = load(v + x);
+    const vi16 mask = DIVIDE ? (value - th) / t > 0 : value > th;  // −1 where true
+    nans -= value != value;
+    for (int b = 0; b < bins; ++b) {
+      vi16 c;
+      __builtin_memcpy(&c, counts + b * W + x, sizeof c);
+      c -= mask;
+      __builtin_memcpy(counts + b * W + x, &c, sizeof c);
+    }
+  }
+  for (; x < W; ++x) {
+    const int above = DIVIDE ? (v[x] - th) / t > 0 : v[x] > th;
+    nans[0] += v[x] != v[x];
+    for (int b = 0; b < bins; ++b) counts[b * W + x] += above;
+  }
+}
+
+// attention: x B×C×H×W → A B×C×k², the explainable attention k²·softmax(p) without grad (interir/ops/reference.py,
+// attention_without_grad): p is the adaptive k×k average pooling of the mask 1[x > θ] (1[(x − θ)/τ > 0] for τ > 1,
+// as the reference computes it); a plane that holds a NaN gets NaN for every tap. Bin i of n pixels covers
+// [⌊i·n/k⌋, ⌈(i+1)·n/k⌉), as adaptive pooling's bins; the counts are exact, divided by each bin's area at the end.
+void attention(torch::Tensor x, double theta, int64_t k, double tau, torch::Tensor pooled) {
+  check_map(x, "attention: x");
+  const long B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(k >= 1 && k <= 15, "attention: kernel size out of range: ", k);
+  check_vec(pooled, "attention: pooled", B * C * k * k);
+  const float th = (float)theta, t = (float)tau;
+  const bool divide = tau > 1;
+  std::vector<long> r0(k), r1(k), c0(k), c1(k);
+  for (long i = 0; i < k; ++i) {
+    r0[i] = i * H / k, r1[i] = ((i + 1) * H + k - 1) / k;
+    c0[i] = i * W / k, c1[i] = ((i + 1) * W + k - 1) / k;
+  }
+  const float* X = x.data_ptr<float>();
+  float* out = pooled.data_ptr<float>();
+  at::parallel_for(0, B * C, 1, [&](long begin, long end) {
+    std::vector<int> columns(k * W);  // per row bin, each column's count of pixels above the threshold
+    for (long plane = begin; plane < end; ++plane) {
+      const float* p = X + plane * H * W;
+      std::fill(columns.begin(), columns.end(), 0);
+      vi16 nans{};
+      for (long y = 0, first = 0; y < H; ++y) {
+        while (r1[first] <= y) ++first;  // the row bins holding y: first and those after it that start by y
+        int bins = 1;
+        while (first + bins < k && r0[first + bins] <= y) ++bins;
+        if (divide) add_row_mask<true>(p + y * W, W, th, t, columns.data() + first * W, bins, nans);
+        else add_row_mask<false>(p + y * W, W, th, t, columns.data() + first * W, bins, nans);
+      }
+      bool nan = false;
+      for (int l = 0; l < 16; ++l) nan |= nans[l] != 0;
+      float* o = out + plane * k * k;
+      for (long i = 0; i < k; ++i)
+        for (long j = 0; j < k; ++j) {
+          long count = 0;
+          for (long xx = c0[j]; xx < c1[j]; ++xx) count += columns[i * W + xx];
+          o[i * k + j] = nan ? NAN : (float)count / (float)((r1[i] - r0[i]) * (c1[j] - c0[j]));
+        }
+      // A = k²·softmax(o) over the k² taps, as torch.softmax: exp(o − max) / Σ exp(o − max)
+      float top = o[0];
+      for (long i = 1; i < k * k; ++i) top = std::max(top, o[i]);
+      float sum = 0.0f;
+      for (long i = 0; i < k * k; ++i) sum += o[i] = std::exp(o[i] - top);
+      for (long i = 0; i < k * k; ++i) o[i] = o[i] / sum * (float)(k * k);
+    }
+  });
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "interir's fused float32 CPU kernels for inference (docs/performance.md)";
+  m.def("convs", &convs, "Conv1x1 -> ReLU -> Conv1x1");
+  m.def("ffn", &ffn, "x + gamma * Conv1x1(SimpleGate(Conv1x1(LayerNorm(x))))");
+  m.def("ln_conv1x1", &ln_conv1x1, "Conv1x1(LayerNorm(x))");
+  m.def("gate_mean", &gate_mean, "pixel mean of SimpleGate(u)");
+  m.def("gated_residual", &gated_residual, "x + beta * Conv1x1(SimpleGate(u) * s)");
+  m.def("attention", &attention, "k^2 softmax of the adaptive k x k average pooling of 1[x > theta]");
+}

@@ -1,0 +1,213 @@
+"""The fused CPU kernels of docs/performance.md ("The CPU kernels"): InterIR's per-pixel chains at inference.
+
+interir/cpu_kernels.cpp (beside this file) is compiled for the host's CPU (`-O3 -march=native`, OpenMP) at first use,
+by torch.utils.cpp_extension.load, and cached under TORCH_EXTENSIONS_DIR (the name carries a digest of the source and
+of the CPU's identity, so an edited kernel or another CPU gets its own build). The model's modules call `usable(x)` and, when it holds, the kernel instead of their
+plain forward:
+
+- `Convs` (Conv1×1 → ReLU → Conv1×1) as one pass;
+- the explainable attention's mask and pooling and softmax (`attention`) as one pass, in place of about eight;
+- the EPBlock as ln_conv1x1 → its explainable conv (oneDNN) → gate_mean + the channel attention's tiny 1×1 →
+  gated_residual → ffn: four passes over memory around the 3×3 convolution instead of about twenty.
+
+They run only where they give what the plain path gives, to float round-off (tests/test_cpu_kernels.py):
+float32 CPU tensors, no gradient wanted, not under torch.compile / torch.export tracing, the fast paths on.
+
+    INTERIR_CPU_KERNELS=auto   (default) use them when they compile; if not, say why once and use the plain path
+    INTERIR_CPU_KERNELS=0      never (the path before them, to time or check against)
+    INTERIR_CPU_KERNELS=1      always: a build failure is an error
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import torch
+from torch import Tensor
+
+from interir import fast_paths
+from interir.errors import InterIRError
+
+ENV_VAR = "INTERIR_CPU_KERNELS"
+SOURCE = Path(__file__).with_suffix(".cpp")  # shipped beside this module (package data)
+_MODES = {"": "auto", "auto": "auto", "1": "on", "on": "on", "true": "on", "yes": "on",
+          "0": "off", "off": "off", "false": "off", "no": "off"}
+
+_module: ModuleType | None = None
+_failure: str | None = None  # why the kernels are unavailable, once known
+_forced_off = False          # `disabled()` in effect
+_mode_read: tuple[str | None, str] | None = None  # (the variable's value, its mode): parsed once per value
+
+
+def mode() -> str:
+    """'auto', 'on' or 'off' from INTERIR_CPU_KERNELS; another value is a one-line InterIRError."""
+    global _mode_read
+    raw = os.environ.get(ENV_VAR)
+    if _mode_read is None or _mode_read[0] != raw:
+        value = (raw or "auto").strip().lower()
+        if value not in _MODES:
+            raise InterIRError(f"{ENV_VAR}={raw!r}: expected auto, 1 or 0")
+        _mode_read = (raw, _MODES[value])
+    return _mode_read[1]
+
+
+def load() -> ModuleType | None:
+    """The compiled kernels, building them at the first call; None (with the reason in `unavailable_reason()`)
+    when they cannot be built. With INTERIR_CPU_KERNELS=1 a failure raises InterIRError instead."""
+    global _module, _failure
+    if _module is not None or _failure is not None:
+        if _failure is not None and mode() == "on":
+            raise InterIRError(f"{ENV_VAR}=1 but the CPU kernels are unavailable: {_failure}")
+        return _module
+    if not SOURCE.is_file():
+        _failure = f"{SOURCE} is missing from this installation"
+    else:
+        try:
+            from torch.utils.cpp_extension import load as build
+
+            # -march=native: the name carries the CPU's identity too, so a cache shared by several machines
+            # never hands one a build with instructions it lacks
+            name = f"interir_cpu_kernels_{hashlib.sha256(SOURCE.read_bytes() + _cpu_identity()).hexdigest()[:12]}"
+            verbose = os.environ.get("INTERIR_BUILD_VERBOSE") == "1"
+            if not verbose and not _built(name):
+                print("interir: compiling the CPU kernels for this machine (once, about a minute; then cached)",
+                      file=sys.stderr)
+            _module = build(name=name, sources=[str(SOURCE)],
+                            # -fopenmp: at::parallel_for's OpenMP loop is inlined from ATen's headers
+                            extra_cflags=["-O3", "-march=native", "-std=c++20", "-fopenmp"],
+                            extra_ldflags=["-fopenmp"], verbose=verbose)
+        except Exception as exc:  # a missing compiler or ninja: say which, once
+            text = str(exc).strip()
+            _failure = text.splitlines()[0] if text else type(exc).__name__
+    if _failure is not None:
+        if mode() == "on":
+            raise InterIRError(f"{ENV_VAR}=1 but the CPU kernels are unavailable: {_failure}")
+        print(f"interir: the fused CPU kernels are unavailable ({_failure}); using the plain path "
+              f"({ENV_VAR}=0 silences this)", file=sys.stderr)
+    return _module
+
+
+def _cpu_identity() -> bytes:
+    """The machine type and, on Linux, the CPU's model and feature flags."""
+    ident = platform.machine().encode()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("model name", "flags", "Features")):
+                ident += line.encode()
+                if line.startswith(("flags", "Features")):
+                    break
+    except OSError:
+        pass
+    return ident
+
+
+def _built(name: str) -> bool:
+    """Whether torch's extension cache already holds a build of `name`."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    try:
+        return any(Path(_get_build_directory(name, verbose=False)).glob(f"{name}*.so"))
+    except Exception:
+        return False
+
+
+def status() -> str:
+    """One line for `interir info`: whether inference on this CPU runs the fused kernels, and if not, why."""
+    if mode() == "off":
+        return f"off ({ENV_VAR}=0)"
+    if not fast_paths.enabled():
+        return f"off (the fast paths are off: {fast_paths.ENV_VAR}=0)"
+    if load() is None:
+        return f"unavailable ({_failure}); the plain path runs"
+    return "on (float32 inference; built for this CPU)"
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernels could not be built, once `load()` has tried; None otherwise."""
+    return _failure
+
+
+def usable(*tensors: Tensor) -> bool:
+    """Whether the module holding these tensors may run its fused CPU kernel: float32 plain CPU tensors, no
+    gradient wanted, no tracing, fast paths on, INTERIR_CPU_KERNELS not 0, and the kernels built."""
+    if _forced_off or mode() == "off" or not fast_paths.enabled() or torch.is_grad_enabled():
+        return False
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return False
+    for t in tensors:  # a parameter's requires_grad does not matter with grad off; a FakeTensor is neither type
+        if type(t) not in (Tensor, torch.nn.Parameter) or t.device.type != "cpu" or t.dtype != torch.float32:
+            return False
+    return load() is not None
+
+
+class disabled:
+    """`with cpu_kernels.disabled(): ...` runs the plain path inside the block (as INTERIR_CPU_KERNELS=0)."""
+
+    def __enter__(self):
+        global _forced_off
+        self._before, _forced_off = _forced_off, True
+        return self
+
+    def __exit__(self, *exc):
+        global _forced_off
+        _forced_off = self._before
+        return False
+
+
+def _flat(weight: Tensor) -> Tensor:
+    """A 1×1 convolution's cout×cin×1×1 weight as a contiguous cout×cin float32 matrix."""
+    return weight.detach().reshape(weight.shape[0], -1).contiguous()
+
+
+def _vec(t: Tensor) -> Tensor:
+    return t.detach().reshape(-1).contiguous()
+
+
+def _new_output(*shape: int) -> Tensor:
+    """Where every kernel's output comes from (the tests fill it with NaN, so an element a kernel never writes
+    shows)."""
+    return torch.empty(shape, dtype=torch.float32)
+
+
+def convs(block, x: Tensor) -> Tensor:
+    """A `Convs` block (Conv1×1 → ReLU → Conv1×1) of x: B×cin×H×W → B×cout×H×W."""
+    first, last = block[0], block[2]
+    x = x.contiguous()
+    y = _new_output(x.shape[0], last.out_channels, x.shape[2], x.shape[3])
+    _module.convs(x, _flat(first.weight), _vec(first.bias), _flat(last.weight), _vec(last.bias), y)
+    return y
+
+
+def attention(x: Tensor, theta: float, k: int, tau: float) -> Tensor:
+    """The explainable attention without grad (reference.attention_without_grad): x B×C×H×W → B×C×k×k."""
+    x = x.contiguous()
+    attn = _new_output(x.shape[0], x.shape[1], k, k)
+    _module.attention(x, theta, k, tau, attn)
+    return attn
+
+
+def epblock(block, x: Tensor) -> Tensor:
+    """An EPBlock (docs/model.md) of x: B×c×H×W → B×c×H×W, its 3×3 convolution by the block's own module."""
+    x = x.contiguous()
+    b, c, h, w = x.shape
+    u = _new_output(b, 2 * c, h, w)
+    _module.ln_conv1x1(x, _vec(block.norm1.weight), _vec(block.norm1.bias), block.norm1.eps,
+                       _flat(block.conv1.weight), _vec(block.conv1.bias), u)
+    u = block.conv2(u).contiguous()
+    mean = _new_output(b, c)
+    _module.gate_mean(u, mean)
+    sca = block.sca[1]
+    s = torch.addmm(_vec(sca.bias), mean, _flat(sca.weight).t())  # the channel attention's 1×1 on the means
+    x1 = _new_output(b, c, h, w)
+    _module.gated_residual(x, u, s.contiguous(), _flat(block.conv3.weight), _vec(block.conv3.bias), _vec(block.beta), x1)
+    y = _new_output(b, c, h, w)
+    _module.ffn(x1, _vec(block.norm2.weight), _vec(block.norm2.bias), block.norm2.eps, _flat(block.conv4.weight),
+                _vec(block.conv4.bias), _flat(block.conv5.weight), _vec(block.conv5.bias), _vec(block.gamma), y)
+    return y
+
+
+__all__ = ["ENV_VAR", "mode", "load", "status", "unavailable_reason", "usable", "disabled", "convs", "attention", "epblock"]

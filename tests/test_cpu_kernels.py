@@ -1,0 +1,232 @@
+"""The fused CPU kernels (interir/cpu_kernels.py, interir/cpu_kernels.cpp; docs/performance.md) against the plain
+modules: each kernel and the whole network, within float32 round-off of a float64 evaluation of the same modules,
+on shapes that fall off every tile (pixels not a multiple of the 64-pixel block, channels not a multiple of the
+6-row tile), with NaN-filled outputs so that an element a kernel never writes shows."""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from interir import cpu_kernels, fast_paths
+from interir.errors import InterIRError
+from interir.model import build_model
+from interir.model.blocks import Convs, EPBlock
+
+pytestmark = pytest.mark.skipif(cpu_kernels.mode() == "off", reason="INTERIR_CPU_KERNELS=0")
+
+
+@pytest.fixture(autouse=True)
+def poisoned_outputs(monkeypatch):
+    """Every kernel output starts as NaN."""
+    monkeypatch.setattr(cpu_kernels, "_new_output", lambda *shape: torch.full(shape, float("nan")))
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    module = cpu_kernels.load()
+    if module is None:
+        pytest.skip(f"the CPU kernels could not be built here: {cpu_kernels.unavailable_reason()}")
+    return module
+
+
+def randomize(module: torch.nn.Module, std: float = 0.3) -> torch.nn.Module:
+    """Non-trivial weights everywhere (β and γ start at zero, which would hide a residual branch)."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * std)
+    return module.eval()
+
+
+def assert_within_roundoff(fast: torch.Tensor, module: torch.nn.Module, x: torch.Tensor):
+    """`fast` (float32 kernels) is as close to the float64 evaluation of `module` as its float32 plain path is,
+    up to 4× that error plus a floor of 1e-6 of the output's scale."""
+    with torch.no_grad(), cpu_kernels.disabled():
+        plain = module(x)
+        exact = copy.deepcopy(module).double()(x.double())
+    assert not torch.isnan(fast).any(), "an output element was never written"
+    scale = exact.abs().max().item()
+    plain_err = (plain.double() - exact).abs().max().item()
+    fast_err = (fast.double() - exact).abs().max().item()
+    assert fast_err <= 4 * plain_err + 1e-6 * scale, (fast_err, plain_err, scale)
+
+
+SHAPES = [(1, 8, 8), (2, 7, 9), (3, 45, 61), (1, 64, 64), (2, 1, 65)]
+
+
+@pytest.mark.parametrize("cin, cout, expand", [(32, 32, 8), (10, 5, 8), (13, 7, 3), (96, 48, 8)])
+@pytest.mark.parametrize("b, h, w", SHAPES)
+def test_convs_kernel(kernels, cin, cout, expand, b, h, w):
+    block = randomize(Convs(cin, cout, expand))
+    x = torch.randn(b, cin, h, w)
+    with torch.no_grad():
+        assert cpu_kernels.usable(x, block[0].weight)
+        fast = block(x)
+    assert_within_roundoff(fast, block, x)
+
+
+@pytest.mark.parametrize("c", [32, 5, 7, 48])
+@pytest.mark.parametrize("b, h, w", SHAPES)
+def test_epblock_kernels(kernels, c, b, h, w):
+    block = randomize(EPBlock(c))
+    x = torch.randn(b, c, h, w)
+    with torch.no_grad():
+        fast = block(x)
+    assert_within_roundoff(fast, block, x)
+
+
+@pytest.mark.parametrize("variant", [dict(explainable=False), dict(explainable=False, depthwise=True)])
+def test_epblock_kernels_with_the_ablations_spatial_convs(kernels, variant):
+    block = randomize(EPBlock(12, **variant))
+    x = torch.randn(2, 12, 19, 23)
+    with torch.no_grad():
+        fast = block(x)
+    assert_within_roundoff(fast, block, x)
+
+
+def test_a_nan_pixel_poisons_what_it_poisons_in_the_plain_path(kernels):
+    block = randomize(EPBlock(8), std=0.1)
+    x = torch.randn(2, 8, 9, 70)
+    x[1, 3, 4, 66] = float("nan")
+    with torch.no_grad():
+        fast = block(x)
+        with cpu_kernels.disabled():
+            plain = block(x)
+    assert torch.isnan(plain).any() and not torch.isnan(plain[0]).any()
+    assert torch.equal(torch.isnan(fast), torch.isnan(plain))
+    finite = ~torch.isnan(plain)
+    assert torch.allclose(fast[finite], plain[finite], rtol=1e-4, atol=1e-4)
+
+
+def test_convs_keeps_a_nan_where_relu_keeps_it(kernels):
+    block = randomize(Convs(6, 6, 2))
+    x = torch.randn(1, 6, 3, 5)
+    x[0, 2, 1, 1] = float("nan")
+    with torch.no_grad():
+        fast = block(x)
+        with cpu_kernels.disabled():
+            plain = block(x)
+    assert torch.equal(torch.isnan(fast), torch.isnan(plain)) and torch.isnan(fast[0, :, 1, 1]).all()
+
+
+@pytest.mark.parametrize("preset", ["small", "paper"])
+def test_whole_network_equals_the_plain_path(kernels, preset):
+    torch.manual_seed(0)
+    model = randomize(build_model(preset), std=0.02)
+    x = torch.rand(1, 3, 52, 68)
+    with torch.no_grad():
+        fast = model(x)
+    assert_within_roundoff(fast, model, x)
+
+
+def test_the_explanation_is_recorded_on_the_fused_path(kernels):
+    block = randomize(EPBlock(6))
+    block.conv2.record = True
+    x = torch.randn(1, 6, 10, 10)
+    with torch.no_grad():
+        block(x)
+        fused = block.conv2.last_attention.clone()
+        with cpu_kernels.disabled():
+            block(x)
+    assert torch.allclose(fused, block.conv2.last_attention, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- when they run
+def test_they_run_only_where_they_give_the_plain_result(kernels):
+    block = Convs(4, 4, 2)
+    x = torch.randn(1, 4, 5, 5)
+    w = block[0].weight
+    assert not cpu_kernels.usable(x, w)  # grad enabled: training uses autograd's path
+    with torch.no_grad():
+        assert cpu_kernels.usable(x, w)
+        assert not cpu_kernels.usable(x.double(), w.double())
+        assert not cpu_kernels.usable(x.bfloat16(), w)
+        assert not cpu_kernels.usable(x.to("meta"), w)
+        with fast_paths.disabled():
+            assert not cpu_kernels.usable(x, w)
+        with cpu_kernels.disabled():
+            assert not cpu_kernels.usable(x, w)
+        assert cpu_kernels.usable(x, w)
+    with torch.inference_mode():
+        assert cpu_kernels.usable(x, w)
+
+
+def test_training_still_gets_gradients():
+    block = randomize(Convs(4, 4, 2)).train()
+    x = torch.randn(1, 4, 5, 5, requires_grad=True)
+    block(x).sum().backward()
+    assert x.grad is not None and block[0].weight.grad is not None
+
+
+def test_a_bad_switch_value_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv(cpu_kernels.ENV_VAR, "sometimes")
+    with pytest.raises(InterIRError, match="INTERIR_CPU_KERNELS='sometimes'"):
+        cpu_kernels.mode()
+
+
+def test_a_failed_build_falls_back_once_or_fails_when_required(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cpu_kernels, "SOURCE", tmp_path / "missing.cpp")
+    monkeypatch.setattr(cpu_kernels, "_module", None)
+    monkeypatch.setattr(cpu_kernels, "_failure", None)
+    assert cpu_kernels.load() is None
+    assert "missing.cpp" in cpu_kernels.unavailable_reason()
+    assert "using the plain path" in capsys.readouterr().err
+    block = Convs(4, 4, 2)
+    x = torch.randn(1, 4, 5, 5)
+    with torch.no_grad():
+        assert not cpu_kernels.usable(x, block[0].weight)
+        block(x)  # the plain path, no second message
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv(cpu_kernels.ENV_VAR, "1")
+    with pytest.raises(InterIRError, match="INTERIR_CPU_KERNELS=1 but the CPU kernels are unavailable"):
+        cpu_kernels.load()
+
+
+def test_switched_off_no_build_is_attempted(tmp_path):
+    code = ("import torch; from interir import cpu_kernels as ck; from interir.model.blocks import Convs; "
+            "b = Convs(4, 4, 2)\nwith torch.no_grad(): b(torch.randn(1, 4, 5, 5))\n"
+            "assert ck._module is None and ck._failure is None")
+    env = {**os.environ, cpu_kernels.ENV_VAR: "0"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------------------------------- the attention's pooling
+@pytest.mark.parametrize("tau", [0.5, 3.0])
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("b, c, h, w", [(2, 5, 11, 13), (1, 64, 64, 64), (3, 2, 5, 4), (1, 3, 1, 7)])
+def test_attention_kernel_equals_the_pooled_mask(kernels, tau, k, b, c, h, w):
+    from interir.ops import reference
+
+    x = torch.randn(b, c, h, w)
+    x[..., 0, 0] = 0.1  # on the threshold: not above it
+    theta = torch.tensor([0.1])
+    with torch.no_grad():
+        fast = reference.explainable_attention(x, theta, k, tau)
+        with cpu_kernels.disabled():
+            plain = reference.explainable_attention(x, theta, k, tau)
+        exact = reference.explainable_attention(x.double(), theta.double(), k, tau)
+    assert not torch.isnan(fast).any()
+    assert (fast.double() - exact).abs().max() <= 4 * (plain.double() - exact).abs().max() + 1e-6 * k * k
+
+
+def test_attention_kernel_keeps_nan_planes_and_infinite_ones_as_the_plain_path(kernels):
+    from interir.ops import reference
+
+    x = torch.randn(2, 4, 9, 40)  # rows of two 16-pixel vectors and a tail of 8
+    x[1, 2, 3, 4] = float("nan")  # in a vector
+    x[0, 0, 8, 37] = float("nan")  # in the tail
+    x[0, 1, 0, 0] = float("inf")
+    x[0, 3, 2, 2] = float("-inf")
+    with torch.no_grad():
+        fast = reference.explainable_attention(x, torch.tensor([0.0]), 3, 0.5)
+        with cpu_kernels.disabled():
+            plain = reference.explainable_attention(x, torch.tensor([0.0]), 3, 0.5)
+    assert torch.equal(torch.isnan(fast), torch.isnan(plain))
+    assert torch.isnan(fast[1, 2]).all() and torch.isnan(fast[0, 0]).all() and torch.isnan(fast).sum() == 18
+    assert torch.allclose(fast.nan_to_num(), plain.nan_to_num(), atol=1e-6)
