@@ -11,7 +11,8 @@ plain forward:
   gated_residual → ffn: four passes over memory around the 3×3 convolution instead of about twenty.
 
 They run only where they give what the plain path gives, to float round-off (tests/test_cpu_kernels.py):
-float32 CPU tensors, no gradient wanted, not under torch.compile / torch.export tracing, the fast paths on.
+float32 CPU tensors, no gradient wanted, not under torch.compile / torch.export tracing or CPU autocast, the fast
+paths on.
 
     INTERIR_CPU_KERNELS=auto   (default) use them when they compile; if not, say why once and use the plain path
     INTERIR_CPU_KERNELS=0      never (the path before them, to time or check against)
@@ -28,6 +29,7 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from interir import fast_paths
 from interir.errors import InterIRError
@@ -133,10 +135,15 @@ def unavailable_reason() -> str | None:
 
 def usable(*tensors: Tensor) -> bool:
     """Whether the module holding these tensors may run its fused CPU kernel: float32 plain CPU tensors, no
-    gradient wanted, no tracing, fast paths on, INTERIR_CPU_KERNELS not 0, and the kernels built."""
+    gradient wanted, no tracing, no CPU autocast, no dispatch mode watching (FlopCounterMode), fast paths on,
+    INTERIR_CPU_KERNELS not 0, and the kernels built."""
     if _forced_off or mode() == "off" or not fast_paths.enabled() or torch.is_grad_enabled():
         return False
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return False
+    if torch.is_autocast_enabled("cpu"):  # the plain modules run in the autocast dtype; the kernels only in float32
+        return False
+    if _get_current_dispatch_mode() is not None:  # FlopCounterMode & co. must see the plain ops the kernels skip
         return False
     for t in tensors:  # a parameter's requires_grad does not matter with grad off; a FakeTensor is neither type
         if type(t) not in (Tensor, torch.nn.Parameter) or t.device.type != "cpu" or t.dtype != torch.float32:

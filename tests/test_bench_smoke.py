@@ -178,6 +178,18 @@ def test_train_step_bench_splits_the_step(capsys):
     assert "eager: step" in out and "compiled" not in out
 
 
+def test_cpu_kernels_bench_times_every_piece(capsys):
+    from bench import cpu_kernels as bench_cpu_kernels
+    from interir import cpu_kernels
+
+    if cpu_kernels.mode() == "off" or cpu_kernels.load() is None:
+        pytest.skip("the CPU kernels are off or unavailable here")
+    assert bench_cpu_kernels.main(["--rounds", "1", "--threads", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| Convs") or
+            line.startswith("| EPBlock")]
+    assert len(rows) == 6 and all(line.count("ms") == 2 and "×" in line for line in rows), rows
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--out", "{file}"], "--out"),
     (["--backends", "cuda"], "none of them can be timed on cpu"),

@@ -151,6 +151,10 @@ def test_they_run_only_where_they_give_the_plain_result(kernels):
             assert not cpu_kernels.usable(x, w)
         with cpu_kernels.disabled():
             assert not cpu_kernels.usable(x, w)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # the plain path computes in bfloat16 there
+            assert not cpu_kernels.usable(x, w)
+        with torch.utils.flop_counter.FlopCounterMode(display=False):  # it must see every product
+            assert not cpu_kernels.usable(x, w)
         assert cpu_kernels.usable(x, w)
     with torch.inference_mode():
         assert cpu_kernels.usable(x, w)
