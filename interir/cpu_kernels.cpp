@@ -123,6 +123,14 @@ void layer_norm_block(const float* in, long ldi, int C, const float* weight, con
   }
 }
 
+// out = x + y·scale per channel, for one block of C channels: x rows ldx apart, y[C × kBlock], out rows ldo apart
+// (the EPBlock's residual updates).
+void add_scaled_block(const float* x, long ldx, const float* y, const float* scale, int C, float* out, long ldo) {
+  for (int ch = 0; ch < C; ++ch)
+    for (int j = 0; j < kVecs; ++j)
+      store(out + ch * ldo + 16 * j, load(x + ch * ldx + 16 * j) + load(y + ch * kBlock + 16 * j) * scale[ch]);
+}
+
 // The pixel blocks of a B × C × P map, each as a pointer and a row stride: a full block is read in place; the last,
 // partial block of each sample is copied, zero-padded, into scratch (and written back from scratch by `Out`).
 struct In {
@@ -225,7 +233,6 @@ void ffn(torch::Tensor x, torch::Tensor ln_w, torch::Tensor ln_b, double eps, to
   check_output(y, x, c, "ffn");
   const float *LW = ln_w.data_ptr<float>(), *LB = ln_b.data_ptr<float>(), *W4 = w4.data_ptr<float>(),
               *B4 = b4.data_ptr<float>(), *W5 = w5.data_ptr<float>(), *B5 = b5.data_ptr<float>(), *G = gamma.data_ptr<float>();
-  const std::vector<float> zero(c, 0.0f);
   struct S { In in; Out out; std::vector<float> norm, gated, branch; };
   const size_t tile = (size_t)c * kBlock;
   for_blocks(B, P, [&] { return S{In(x, c, P), Out(y, c, P), std::vector<float>(tile), std::vector<float>(tile), std::vector<float>(tile)}; },
@@ -236,11 +243,7 @@ void ffn(torch::Tensor x, torch::Tensor ln_w, torch::Tensor ln_b, double eps, to
                gated_gemm_block(W4, B4, c, c, s.norm.data(), kBlock, s.gated.data());
                gemm_block<false>(W5, B5, c, c, s.gated.data(), kBlock, s.branch.data(), kBlock);
                float* out = s.out.rows(b, p0, n, ldo);
-               for (int ch = 0; ch < c; ++ch)
-                 for (int j = 0; j < kVecs; ++j) {
-                   const v16 v = load(s.branch.data() + ch * kBlock + 16 * j);
-                   store(out + ch * ldo + 16 * j, load(in + ch * ldi + 16 * j) + v * G[ch]);
-                 }
+               add_scaled_block(in, ldi, s.branch.data(), G, c, out, ldo);
                s.out.finish(b, p0, n);
              });
 }
@@ -317,9 +320,7 @@ void gated_residual(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Te
                    store(st.gated.data() + ch * kBlock + 16 * j, load(uin + ch * ldu + 16 * j) * load(uin + (c + ch) * ldu + 16 * j));
                gemm_block<false>(WS + b * c * c, Bi, c, c, st.gated.data(), kBlock, st.branch.data(), kBlock);
                float* out = st.out.rows(b, p0, n, ldo);
-               for (long ch = 0; ch < c; ++ch)
-                 for (int j = 0; j < kVecs; ++j)
-                   store(out + ch * ldo + 16 * j, load(xin + ch * ldx + 16 * j) + load(st.branch.data() + ch * kBlock + 16 * j) * Be[ch]);
+               add_scaled_block(xin, ldx, st.branch.data(), Be, c, out, ldo);
                st.out.finish(b, p0, n);
              });
 }

@@ -35,12 +35,23 @@ def kernels():
 
 
 def randomize(module: torch.nn.Module, std: float = 0.3) -> torch.nn.Module:
-    """Non-trivial weights everywhere (β and γ start at zero, which would hide a residual branch)."""
+    """Non-trivial weights everywhere (β and γ start at zero, which would hide a residual branch). The explainable
+    convolutions' thresholds θ go far below every value: the attention's mask 1[x > θ] is discontinuous, so a
+    value within round-off of θ would flip between any two float paths (the attention kernel has its own tests,
+    on identical inputs, below)."""
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * std)
+        for name, p in module.named_parameters():
+            p.copy_(torch.full_like(p, -1e4) if name.endswith("theta") else torch.randn(p.shape, generator=gen) * std)
     return module.eval()
+
+
+def fast_and_plain(fn, *args):
+    """fn(*args) without grad, with the kernels and without them."""
+    with torch.no_grad():
+        fast = fn(*args)
+        with cpu_kernels.disabled():
+            return fast, fn(*args)
 
 
 def assert_within_roundoff(fast: torch.Tensor, module: torch.nn.Module, x: torch.Tensor):
@@ -93,10 +104,7 @@ def test_a_nan_pixel_poisons_what_it_poisons_in_the_plain_path(kernels):
     block = randomize(EPBlock(8), std=0.1)
     x = torch.randn(2, 8, 9, 70)
     x[1, 3, 4, 66] = float("nan")
-    with torch.no_grad():
-        fast = block(x)
-        with cpu_kernels.disabled():
-            plain = block(x)
+    fast, plain = fast_and_plain(block, x)
     assert torch.isnan(plain).any() and not torch.isnan(plain[0]).any()
     assert torch.equal(torch.isnan(fast), torch.isnan(plain))
     finite = ~torch.isnan(plain)
@@ -107,10 +115,7 @@ def test_convs_keeps_a_nan_where_relu_keeps_it(kernels):
     block = randomize(Convs(6, 6, 2))
     x = torch.randn(1, 6, 3, 5)
     x[0, 2, 1, 1] = float("nan")
-    with torch.no_grad():
-        fast = block(x)
-        with cpu_kernels.disabled():
-            plain = block(x)
+    fast, plain = fast_and_plain(block, x)
     assert torch.equal(torch.isnan(fast), torch.isnan(plain)) and torch.isnan(fast[0, :, 1, 1]).all()
 
 
@@ -210,10 +215,8 @@ def test_attention_kernel_equals_the_pooled_mask(kernels, tau, k, b, c, h, w):
     x = torch.randn(b, c, h, w)
     x[..., 0, 0] = 0.1  # on the threshold: not above it
     theta = torch.tensor([0.1])
+    fast, plain = fast_and_plain(reference.explainable_attention, x, theta, k, tau)
     with torch.no_grad():
-        fast = reference.explainable_attention(x, theta, k, tau)
-        with cpu_kernels.disabled():
-            plain = reference.explainable_attention(x, theta, k, tau)
         exact = reference.explainable_attention(x.double(), theta.double(), k, tau)
     assert not torch.isnan(fast).any()
     assert (fast.double() - exact).abs().max() <= 4 * (plain.double() - exact).abs().max() + 1e-6 * k * k
@@ -227,10 +230,7 @@ def test_attention_kernel_keeps_nan_planes_and_infinite_ones_as_the_plain_path(k
     x[0, 0, 8, 37] = float("nan")  # in the tail
     x[0, 1, 0, 0] = float("inf")
     x[0, 3, 2, 2] = float("-inf")
-    with torch.no_grad():
-        fast = reference.explainable_attention(x, torch.tensor([0.0]), 3, 0.5)
-        with cpu_kernels.disabled():
-            plain = reference.explainable_attention(x, torch.tensor([0.0]), 3, 0.5)
+    fast, plain = fast_and_plain(reference.explainable_attention, x, torch.tensor([0.0]), 3, 0.5)
     assert torch.equal(torch.isnan(fast), torch.isnan(plain))
     assert torch.isnan(fast[1, 2]).all() and torch.isnan(fast[0, 0]).all() and torch.isnan(fast).sum() == 18
     assert torch.allclose(fast.nan_to_num(), plain.nan_to_num(), atol=1e-6)
