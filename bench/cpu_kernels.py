@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--rounds", type=int, default=21, help="timed calls per method (default 21)")
     args = p.parse_args(argv)
+    if args.rounds < 1 or (args.threads is not None and args.threads < 1):
+        p.error("--rounds and --threads must be at least 1")
     keep_freed_memory()  # as every interir command and the model suite run (docs/performance.md, "The allocator")
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     if rest and args.command not in FORWARDED:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        from interir import cpu_malloc, fast_paths
+        from interir import cpu_kernels, cpu_malloc, fast_paths
 
         fast_paths.enabled()  # a bad INTERIR_FAST_PATHS is a one-line error before any work
+        cpu_kernels.mode()  # and so is a bad INTERIR_CPU_KERNELS
         cpu_malloc.keep_freed_memory()  # freed feature maps stay in the heap for the next layer (its doc)
         if args.command in FORWARDED:
             return int(_forwarded_main(args.command)(rest, prog=f"interir {args.command}") or 0)

@@ -1,9 +1,9 @@
 """The fused CPU kernels of docs/performance.md ("The CPU kernels"): InterIR's per-pixel chains at inference.
 
-interir/cpu_kernels.cpp (beside this file) is compiled for the host's CPU (`-O3 -march=native`, OpenMP) at first use,
-by torch.utils.cpp_extension.load, and cached under TORCH_EXTENSIONS_DIR (the name carries a digest of the source and
-of the CPU's identity, so an edited kernel or another CPU gets its own build). The model's modules call `usable(x)` and, when it holds, the kernel instead of their
-plain forward:
+interir/cpu_kernels.cpp (beside this file) is compiled for the host's CPU (`-O3 -march=native`, OpenMP) at first use
+(interir/cpp_build.py) and cached under TORCH_EXTENSIONS_DIR; the name carries a digest of the source and of the
+CPU's identity, so an edited kernel or another CPU gets its own build. The model's modules call `usable(x)` and,
+when it holds, the kernel instead of their plain forward:
 
 - `Convs` (Conv1×1 → ReLU → Conv1×1) as one pass;
 - the explainable attention's mask and pooling and softmax (`attention`) as one pass, in place of about eight;
@@ -20,7 +20,7 @@ paths on.
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import platform
 import sys
@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
-from interir import fast_paths
+from interir import cpp_build, fast_paths
 from interir.errors import InterIRError
 
 ENV_VAR = "INTERIR_CPU_KERNELS"
@@ -42,55 +42,52 @@ _MODES = {"": "auto", "auto": "auto", "1": "on", "on": "on", "true": "on", "yes"
 _module: ModuleType | None = None
 _failure: str | None = None  # why the kernels are unavailable, once known
 _forced_off = False          # `disabled()` in effect
-_mode_read: tuple[str | None, str] | None = None  # (the variable's value, its mode): parsed once per value
 
 
 def mode() -> str:
-    """'auto', 'on' or 'off' from INTERIR_CPU_KERNELS; another value is a one-line InterIRError."""
-    global _mode_read
-    raw = os.environ.get(ENV_VAR)
-    if _mode_read is None or _mode_read[0] != raw:
-        value = (raw or "auto").strip().lower()
-        if value not in _MODES:
-            raise InterIRError(f"{ENV_VAR}={raw!r}: expected auto, 1 or 0")
-        _mode_read = (raw, _MODES[value])
-    return _mode_read[1]
+    """'auto', 'on' or 'off' from INTERIR_CPU_KERNELS; another value is a one-line InterIRError (the CLI reads it
+    before any work)."""
+    return _parse_mode(os.environ.get(ENV_VAR))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_mode(raw: str | None) -> str:
+    value = (raw or "auto").strip().lower()
+    if value not in _MODES:
+        raise InterIRError(f"{ENV_VAR}={raw!r}: expected auto, 1 or 0")
+    return _MODES[value]
 
 
 def load() -> ModuleType | None:
     """The compiled kernels, building them at the first call; None (with the reason in `unavailable_reason()`)
     when they cannot be built. With INTERIR_CPU_KERNELS=1 a failure raises InterIRError instead."""
     global _module, _failure
-    if _module is not None or _failure is not None:
-        if _failure is not None and mode() == "on":
-            raise InterIRError(f"{ENV_VAR}=1 but the CPU kernels are unavailable: {_failure}")
-        return _module
-    if not SOURCE.is_file():
-        _failure = f"{SOURCE} is missing from this installation"
-    else:
-        try:
-            from torch.utils.cpp_extension import load as build
-
-            # -march=native: the name carries the CPU's identity too, so a cache shared by several machines
-            # never hands one a build with instructions it lacks
-            name = f"interir_cpu_kernels_{hashlib.sha256(SOURCE.read_bytes() + _cpu_identity()).hexdigest()[:12]}"
-            verbose = os.environ.get("INTERIR_BUILD_VERBOSE") == "1"
-            if not verbose and not _built(name):
-                print("interir: compiling the CPU kernels for this machine (once, about a minute; then cached)",
-                      file=sys.stderr)
-            _module = build(name=name, sources=[str(SOURCE)],
-                            # -fopenmp: at::parallel_for's OpenMP loop is inlined from ATen's headers
-                            extra_cflags=["-O3", "-march=native", "-std=c++20", "-fopenmp"],
-                            extra_ldflags=["-fopenmp"], verbose=verbose)
-        except Exception as exc:  # a missing compiler or ninja: say which, once
-            text = str(exc).strip()
-            _failure = text.splitlines()[0] if text else type(exc).__name__
-    if _failure is not None:
-        if mode() == "on":
-            raise InterIRError(f"{ENV_VAR}=1 but the CPU kernels are unavailable: {_failure}")
-        print(f"interir: the fused CPU kernels are unavailable ({_failure}); using the plain path "
-              f"({ENV_VAR}=0 silences this)", file=sys.stderr)
+    if _module is None and _failure is None:
+        _module, _failure = _build()
+        if _failure is not None and mode() != "on":
+            print(f"interir: the fused CPU kernels are unavailable ({_failure}); using the plain path "
+                  f"({ENV_VAR}=0 silences this)", file=sys.stderr)
+    if _failure is not None and mode() == "on":
+        raise InterIRError(f"{ENV_VAR}=1 but the CPU kernels are unavailable: {_failure}")
     return _module
+
+
+def _build() -> tuple[ModuleType | None, str | None]:
+    """(the module, None) or (None, why not)."""
+    if not SOURCE.is_file():
+        return None, f"{SOURCE} is missing from this installation"
+    # -march=native: the name carries the CPU's identity too, so a cache shared by several machines never hands
+    # one a build with instructions it lacks
+    name = f"interir_cpu_kernels_{cpp_build.digest(SOURCE.read_bytes(), _cpu_identity())}"
+    if not cpp_build.verbose() and not cpp_build.is_built(name):
+        print("interir: compiling the CPU kernels for this machine (once, about a minute; then cached)",
+              file=sys.stderr)
+    try:
+        # -fopenmp: at::parallel_for's OpenMP loop is inlined from ATen's headers
+        return cpp_build.build(name, [SOURCE], cflags=["-O3", "-march=native", "-std=c++20", "-fopenmp"],
+                               ldflags=["-fopenmp"]), None
+    except cpp_build.BuildFailed as exc:
+        return None, str(exc)
 
 
 def _cpu_identity() -> bytes:
@@ -107,24 +104,17 @@ def _cpu_identity() -> bytes:
     return ident
 
 
-def _built(name: str) -> bool:
-    """Whether torch's extension cache already holds a build of `name`."""
-    from torch.utils.cpp_extension import _get_build_directory
-
-    try:
-        return any(Path(_get_build_directory(name, verbose=False)).glob(f"{name}*.so"))
-    except Exception:
-        return False
-
-
 def status() -> str:
-    """One line for `interir info`: whether inference on this CPU runs the fused kernels, and if not, why."""
+    """One line for `interir info`: whether inference on this CPU runs the fused kernels, and if not, why. It never
+    builds them: before the first float32 CPU inference of the process it says so."""
     if mode() == "off":
         return f"off ({ENV_VAR}=0)"
     if not fast_paths.enabled():
         return f"off (the fast paths are off: {fast_paths.ENV_VAR}=0)"
-    if load() is None:
+    if _failure is not None:
         return f"unavailable ({_failure}); the plain path runs"
+    if _module is None:
+        return "not built in this process yet (built, or loaded from the cache, at the first float32 CPU inference)"
     return "on (float32 inference; built for this CPU)"
 
 

@@ -178,9 +178,8 @@ def run(args: argparse.Namespace) -> int:
         from interir.atomic import check_report_path
 
         check_report_path(args.json)
-    env = environment()
     report = profile_preset(args.preset, args.size, args.repeats, latency=not args.no_latency)
-    report["environment"] = env
+    report["environment"] = env = environment()  # after the latency run, which loads the CPU kernels if it can
     print(f"{report['model']} preset '{args.preset}': {report['config']}")
     print(f"  parameters            {report['parameters']:,} ({_fmt(report['parameters'])})")
     print(f"  MACs, all products    {_fmt(report['macs_all'])} at 3×{args.size}×{args.size}")

@@ -172,10 +172,26 @@ def test_training_still_gets_gradients():
     assert x.grad is not None and block[0].weight.grad is not None
 
 
+def test_status_never_builds(monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "_module", None)
+    monkeypatch.setattr(cpu_kernels, "_failure", None)
+    monkeypatch.setattr(cpu_kernels, "_build", lambda: pytest.fail("status() built the kernels"))
+    assert cpu_kernels.status().startswith("not built in this process yet")
+
+
 def test_a_bad_switch_value_is_a_one_line_error(monkeypatch):
     monkeypatch.setenv(cpu_kernels.ENV_VAR, "sometimes")
     with pytest.raises(InterIRError, match="INTERIR_CPU_KERNELS='sometimes'"):
         cpu_kernels.mode()
+
+
+def test_every_command_refuses_a_bad_switch_value_before_any_work(monkeypatch, capsys):
+    from interir.cli import main
+
+    monkeypatch.setenv(cpu_kernels.ENV_VAR, "sometimes")
+    assert main(["info", "--preset", "tiny", "--size", "16", "--no-latency"]) == 1
+    err = capsys.readouterr().err
+    assert "INTERIR_CPU_KERNELS='sometimes'" in err and err.strip().count("\n") == 0, err
 
 
 def test_a_failed_build_falls_back_once_or_fails_when_required(monkeypatch, tmp_path, capsys):

@@ -8,12 +8,12 @@
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 from pathlib import Path
 from types import ModuleType
 
+from interir import cpp_build
 from interir.errors import BackendNotInstalled
 
 EMULATE_ENV = "INTERIR_CUDA_EMULATE"
@@ -43,11 +43,8 @@ def load_extension() -> ModuleType:
 
 
 def _sources_digest() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(CSRC.iterdir()):
-        if path.is_file() and path.suffix in (".cpp", ".h", ".cuh", ".cu"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
+    return cpp_build.digest(*(path.name.encode() + b"\0" + path.read_bytes() for path in sorted(CSRC.iterdir())
+                              if path.is_file() and path.suffix in (".cpp", ".h", ".cuh", ".cu")))
 
 
 def _load_host_emulation() -> ModuleType:
@@ -56,12 +53,8 @@ def _load_host_emulation() -> ModuleType:
         raise BackendNotInstalled(f"the host emulation ({EMULATE_ENV}=1) needs the csrc/ sources of a source "
                                   f"checkout; {CSRC} has none")
     try:
-        from torch.utils.cpp_extension import load
-
         # the name carries a digest of every csrc/ file: torch's build cache sees only the .cpp sources, not
         # the headers they include, and would otherwise keep running stale kernels after a header changes
-        return load(name=f"interir_host_emulation_{_sources_digest()}", sources=[str(p) for p in sources],
-                    extra_cflags=["-O2"], verbose=os.environ.get("INTERIR_BUILD_VERBOSE") == "1")
-    except Exception as exc:  # a compiler or ninja problem: say which, once, as the backend's reason
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BackendNotInstalled(f"building the host emulation of the CUDA kernels failed: {first}") from exc
+        return cpp_build.build(f"interir_host_emulation_{_sources_digest()}", sources, cflags=["-O2"])
+    except cpp_build.BuildFailed as exc:  # said once, as the backend's reason
+        raise BackendNotInstalled(f"building the host emulation of the CUDA kernels failed: {exc}") from exc
