@@ -127,9 +127,10 @@ def usable(*tensors: Tensor) -> bool:
     """Whether the module holding these tensors may run its fused CPU kernel: float32 plain CPU tensors, no
     gradient wanted, no tracing, no CPU autocast, no dispatch mode watching (FlopCounterMode), fast paths on,
     INTERIR_CPU_KERNELS not 0, and the kernels built."""
-    if _forced_off or mode() == "off" or not fast_paths.enabled() or torch.is_grad_enabled():
-        return False
+    # tracing first: Dynamo would trace into mode()'s cache wrapper (and warn) for an answer that is no anyway
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return False
+    if _forced_off or mode() == "off" or not fast_paths.enabled() or torch.is_grad_enabled():
         return False
     if torch.is_autocast_enabled("cpu"):  # the plain modules run in the autocast dtype; the kernels only in float32
         return False
