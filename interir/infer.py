@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from interir import cpu_malloc
 from interir.atomic import check_writable_folder, remove_stale_temporaries
 from interir.data.imageio import IMAGE_EXTENSIONS, list_images, load_image, natural_key, quantize, write_image
 from interir.devices import resolve_device
@@ -84,7 +85,9 @@ def restore_file(model, src: str | os.PathLike, dst: str | os.PathLike, *, bits:
     """Read `src`, restore it, write `dst` atomically (format from dst's extension). bits: None = the
     input's depth. Returns (bits written, whether a 16-bit request fell back to 8 bits for the format)."""
     img, in_bits = load_image(src, channels=None)
+    cpu_malloc.release_free_memory()  # the decoder's buffers, back before the tiles' feature maps
     out = restore_image(model, img, tile, overlap, device, progress)
+    del img  # before quantize's and the encoder's buffers: the peak of a large photo (docs/performance.md)
     want = bits or in_bits
     fell_back = want == 16 and Path(dst).suffix.lower() in EIGHT_BIT_ONLY
     out_bits = 8 if fell_back else want

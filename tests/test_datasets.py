@@ -51,6 +51,45 @@ def test_8bit_round_trip_lossless(tmp_path, ext):
     assert np.array_equal(np.asarray(Image.open(tmp_path / f"t{ext}").convert("RGB")), a)
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_load_image_values_are_level_over_top_in_float32(tmp_path, bits):
+    """Every level k reads as float32(k) / float32(2^bits − 1), bit for bit, in every channel layout."""
+    dtype, top = (np.uint8, 255) if bits == 8 else (np.uint16, 65535)
+    levels = np.arange(top + 1, dtype=np.int64)
+    rows = -(-levels.size // 256)
+    flat = np.resize(levels, rows * 256).astype(dtype).reshape(rows, 256)
+    rgb = np.stack([flat, flat[::-1], np.roll(flat, 7)], axis=2)
+    write_image(tmp_path / "rgb.png", rgb)
+    write_image(tmp_path / "grey.png", flat)
+    want = rgb.astype(np.float32) / np.float32(top)
+    img, got_bits = load_image(tmp_path / "rgb.png")
+    assert got_bits == bits and img.is_contiguous()
+    assert np.array_equal(img.permute(1, 2, 0).numpy(), want)
+    grey, _ = load_image(tmp_path / "grey.png")  # grey repeated to RGB
+    assert grey.shape == (3, rows, 256) and grey.is_contiguous()
+    assert all(np.array_equal(grey[c].numpy(), flat.astype(np.float32) / np.float32(top)) for c in range(3))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_quantize_in_bands_equals_the_whole_image_formula(monkeypatch, bits):
+    """quantize() works in bands of rows; any band size gives clamp → scale → round of the whole image, and
+    the input is left as it was."""
+    import interir.data.imageio as imageio
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(3, 37, 29, generator=g) * 1.4 - 0.2  # values outside [0, 1] too
+    img[0, 0, 0], img[1, 5, 3] = 0.5 / 255, 1.5 / 255  # halfway cases of the rounding
+    before = img.clone()
+    top = 255.0 if bits == 8 else 65535.0
+    want = (img.clamp(0, 1) * top).round().permute(1, 2, 0).numpy().astype(np.uint8 if bits == 8 else np.uint16)
+    for band_values in (1, 29 * 3 * 5, 29 * 3 * 5 + 1, 1 << 20):  # a row, 5 rows (37 = 7×5 + 2), whole
+        monkeypatch.setattr(imageio, "_QUANTIZE_BAND_VALUES", band_values)
+        got = quantize(img, bits)
+        assert got.dtype == want.dtype and got.flags.c_contiguous and np.array_equal(got, want), band_values
+    assert torch.equal(img, before)
+    assert np.array_equal(quantize(img[0], bits), want[..., 0:1])  # H×W → H×W×1
+
+
 def test_jpeg_round_trip_is_close(tmp_path):
     a = crop("coffee", 100, 100)
     write_image(tmp_path / "a.jpg", a)

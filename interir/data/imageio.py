@@ -68,10 +68,17 @@ def load_image(path: str | os.PathLike, channels: int | None = 3) -> tuple[torch
     bits = 16 if arr.dtype == np.uint16 else 8
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    img = torch.from_numpy(arr.astype(np.float32) / (65535.0 if bits == 16 else 255.0)).permute(2, 0, 1)
     if channels == 3:
-        img = img[:3] if img.shape[0] >= 3 else img[:1].expand(3, -1, -1)
-    return img.contiguous(), bits
+        arr = arr[:, :, :3] if arr.shape[2] >= 3 else arr[:, :, :1]
+    # One float32 buffer: planar integers first (a quarter or half of its size), then scaled in place. The values
+    # are those of arr.astype(np.float32) / 255.0 (or / 65535.0), bit for bit.
+    planar = np.ascontiguousarray(arr.transpose(2, 0, 1)).astype(np.float32)
+    del arr
+    np.divide(planar, np.float32(65535.0 if bits == 16 else 255.0), out=planar)
+    img = torch.from_numpy(planar)
+    if channels == 3 and img.shape[0] == 1:
+        img = img.expand(3, -1, -1).contiguous()
+    return img, bits
 
 
 def read_image(path: str | os.PathLike, channels: int | None = 3) -> torch.Tensor:
@@ -161,15 +168,24 @@ def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- writing
 
 
+_QUANTIZE_BAND_VALUES = 1 << 20  # float values quantize() converts at a time
+
+
 def quantize(img: torch.Tensor, bits: int = 8) -> np.ndarray:
     """C×H×W (or H×W) float in [0, 1] → H×W×C uint8/uint16: clamp, scale, round (as BasicSR's tensor2img)."""
     if bits not in (8, 16):
         raise ValueError("bits must be 8 or 16")
     top = 255.0 if bits == 8 else 65535.0
-    t = img.detach().to("cpu", torch.float32)
+    t = img.detach()
     t = t[None] if t.dim() == 2 else t
-    a = (t.clamp(0, 1) * top).round().permute(1, 2, 0).numpy()
-    return np.ascontiguousarray(a.astype(np.uint8 if bits == 8 else np.uint16))
+    c, h = t.shape[0], t.shape[1]
+    out = np.empty((h, t.shape[2], c), np.uint8 if bits == 8 else np.uint16)
+    # In bands of rows, so that a 12-megapixel photo needs no full-size float temporaries (docs/performance.md).
+    step = max(1, _QUANTIZE_BAND_VALUES // max(1, t.shape[2] * c))
+    for r0 in range(0, h, step):
+        band = t[:, r0:r0 + step].to("cpu", torch.float32).clamp(0, 1).mul_(top).round_()
+        out[r0:r0 + step] = band.permute(1, 2, 0).numpy()
+    return out
 
 
 def write_image(path: str | os.PathLike, img, bits: int = 8, quality: int = 95) -> Path:
