@@ -27,30 +27,40 @@ namespace {
 #define ALWAYS_INLINE_LAMBDA __attribute__((always_inline))
 #define ALWAYS_INLINE inline __attribute__((always_inline))  // the register tiles must not pass through memory
 
-typedef float v16 __attribute__((vector_size(64)));  // 16 float lanes; compiled for the host's widest vectors
-typedef int vi16 __attribute__((vector_size(64)));   // 16 int lanes: what comparing two v16 gives
+// Vectors of the host's own width, and tiles sized to its register file, so that a tile's kRows × kVecs
+// accumulators stay in registers (wider generic vectors are split by the compiler through the stack: on an AVX2 host
+// they made these kernels 5× slower than oneDNN). AVX-512: 32 registers of 16 floats, 6 × 4 accumulators + 4
+// inputs; AVX2: 16 of 8, 6 × 2 + 2 (the 6×16 tile of BLIS's Haswell kernel); SSE and NEON: 4 floats, 6 × 2 + 2.
+#if defined(__AVX512F__)
+constexpr int kLanes = 16, kVecs = 4;
+#elif defined(__AVX__)
+constexpr int kLanes = 8, kVecs = 2;
+#else
+constexpr int kLanes = 4, kVecs = 2;
+#endif
+typedef float vf __attribute__((vector_size(4 * kLanes)));
+typedef int vi __attribute__((vector_size(4 * kLanes)));  // what comparing two vf gives: −1 where true
 
-constexpr int kVecs = 4;               // vectors per pixel block
-constexpr int kBlock = 16 * kVecs;     // pixels per block
-constexpr int kRows = 6;               // output channels per register tile
+constexpr int kBlock = kLanes * kVecs;  // pixels per block
+constexpr int kRows = 6;                // output channels per register tile
 
-inline v16 load(const float* p) { v16 v; __builtin_memcpy(&v, p, sizeof v); return v; }
-inline void store(float* p, v16 v) { __builtin_memcpy(p, &v, sizeof v); }
-inline v16 splat(float s) { return v16{} + s; }
-inline v16 relu(v16 v) { return v < 0 ? v16{} : v; }  // NaN stays NaN, as torch.relu
+inline vf load(const float* p) { vf v; __builtin_memcpy(&v, p, sizeof v); return v; }
+inline void store(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
+inline vf splat(float s) { return vf{} + s; }
+inline vf relu(vf v) { return v < 0 ? vf{} : v; }  // NaN stays NaN, as torch.relu
 
-// acc[r][j] = bias[r] + Σ_k w[r][k] · in[k][16j : 16j+16]: the rows of `w` are ROWS pointers into weight matrices
+// acc[r][j] = bias[r] + Σ_k w[r][k] · in[k][kLanes·j : kLanes·(j+1)]: the rows of `w` are ROWS pointers into weight matrices
 // (so a tile can take rows r and r + c of one matrix, for the gate), `in` is K rows of kBlock pixels, ld apart.
 template <int ROWS>
-ALWAYS_INLINE void dot_tile(const float* const* w, const float* bias, int K, const float* in, long ld, v16 (&acc)[ROWS][kVecs]) {
+ALWAYS_INLINE void dot_tile(const float* const* w, const float* bias, int K, const float* in, long ld, vf (&acc)[ROWS][kVecs]) {
   for (int r = 0; r < ROWS; ++r)
     for (int j = 0; j < kVecs; ++j) acc[r][j] = splat(bias[r]);
   for (int k = 0; k < K; ++k) {
     const float* x = in + k * ld;
-    v16 xv[kVecs];
-    for (int j = 0; j < kVecs; ++j) xv[j] = load(x + 16 * j);
+    vf xv[kVecs];
+    for (int j = 0; j < kVecs; ++j) xv[j] = load(x + kLanes * j);
     for (int r = 0; r < ROWS; ++r) {
-      const v16 wv = splat(w[r][k]);
+      const vf wv = splat(w[r][k]);
       for (int j = 0; j < kVecs; ++j) acc[r][j] += wv * xv[j];
     }
   }
@@ -78,10 +88,10 @@ void gemm_block(const float* W, const float* b, int M, int K, const float* in, l
   over_rows(M, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
     const float* w[ROWS];
     for (int r = 0; r < ROWS; ++r) w[r] = W + (long)(r0 + r) * K;
-    v16 acc[ROWS][kVecs];
+    vf acc[ROWS][kVecs];
     dot_tile<ROWS>(w, b + r0, K, in, ldi, acc);
     for (int r = 0; r < ROWS; ++r)
-      for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * ldo + 16 * j, RELU ? relu(acc[r][j]) : acc[r][j]);
+      for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * ldo + kLanes * j, RELU ? relu(acc[r][j]) : acc[r][j]);
   });
 }
 
@@ -95,10 +105,10 @@ void gated_gemm_block(const float* W, const float* bias, int c, int K, const flo
       w[r] = W + (long)(r0 + r) * K, b[r] = bias[r0 + r];
       w[ROWS + r] = W + (long)(c + r0 + r) * K, b[ROWS + r] = bias[c + r0 + r];
     }
-    v16 acc[2 * ROWS][kVecs];
+    vf acc[2 * ROWS][kVecs];
     dot_tile<2 * ROWS>(w, b, K, in, ldi, acc);
     for (int r = 0; r < ROWS; ++r)
-      for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * kBlock + 16 * j, acc[r][j] * acc[ROWS + r][j]);
+      for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * kBlock + kLanes * j, acc[r][j] * acc[ROWS + r][j]);
   });
 }
 
@@ -107,19 +117,19 @@ void gated_gemm_block(const float* W, const float* bias, int c, int K, const flo
 void layer_norm_block(const float* in, long ldi, int C, const float* weight, const float* bias, float eps, float* out) {
   const float inv = 1.0f / C;
   for (int j = 0; j < kVecs; ++j) {
-    v16 sum{};
-    for (int ch = 0; ch < C; ++ch) sum += load(in + ch * ldi + 16 * j);
-    const v16 mu = sum * inv;
-    v16 sq{};
+    vf sum{};
+    for (int ch = 0; ch < C; ++ch) sum += load(in + ch * ldi + kLanes * j);
+    const vf mu = sum * inv;
+    vf sq{};
     for (int ch = 0; ch < C; ++ch) {
-      const v16 d = load(in + ch * ldi + 16 * j) - mu;
+      const vf d = load(in + ch * ldi + kLanes * j) - mu;
       sq += d * d;
     }
-    const v16 var = sq * inv + eps;
-    v16 rstd;
-    for (int l = 0; l < 16; ++l) rstd[l] = 1.0f / std::sqrt(var[l]);
+    const vf var = sq * inv + eps;
+    vf rstd;
+    for (int l = 0; l < kLanes; ++l) rstd[l] = 1.0f / std::sqrt(var[l]);
     for (int ch = 0; ch < C; ++ch)
-      store(out + ch * kBlock + 16 * j, (load(in + ch * ldi + 16 * j) - mu) * rstd * weight[ch] + bias[ch]);
+      store(out + ch * kBlock + kLanes * j, (load(in + ch * ldi + kLanes * j) - mu) * rstd * weight[ch] + bias[ch]);
   }
 }
 
@@ -128,7 +138,7 @@ void layer_norm_block(const float* in, long ldi, int C, const float* weight, con
 void add_scaled_block(const float* x, long ldx, const float* y, const float* scale, int C, float* out, long ldo) {
   for (int ch = 0; ch < C; ++ch)
     for (int j = 0; j < kVecs; ++j)
-      store(out + ch * ldo + 16 * j, load(x + ch * ldx + 16 * j) + load(y + ch * kBlock + 16 * j) * scale[ch]);
+      store(out + ch * ldo + kLanes * j, load(x + ch * ldx + kLanes * j) + load(y + ch * kBlock + kLanes * j) * scale[ch]);
 }
 
 // The pixel blocks of a B × C × P map, each as a pointer and a row stride: a full block is read in place; the last,
@@ -270,7 +280,7 @@ void ln_conv1x1(torch::Tensor x, torch::Tensor ln_w, torch::Tensor ln_b, double 
              });
 }
 
-// gate_mean: u B×2c×H×W → mean B×c, the pixel mean of u[:, :c]·u[:, c:] (16 float32 partial sums, then float64).
+// gate_mean: u B×2c×H×W → mean B×c, the pixel mean of u[:, :c]·u[:, c:] (kLanes float32 partial sums, then float64).
 void gate_mean(torch::Tensor u, torch::Tensor mean) {
   check_map(u, "gate_mean: u");
   TORCH_CHECK(u.size(1) % 2 == 0, "gate_mean: u needs an even number of channels, got ", u.size(1));
@@ -283,11 +293,11 @@ void gate_mean(torch::Tensor u, torch::Tensor mean) {
       const long b = t / c, ch = t % c;
       const float* a = U + (b * 2 * c + ch) * P;
       const float* g = a + c * P;
-      v16 lanes{};
+      vf lanes{};
       long p = 0;
-      for (; p + 16 <= P; p += 16) lanes += load(a + p) * load(g + p);
+      for (; p + kLanes <= P; p += kLanes) lanes += load(a + p) * load(g + p);
       double sum = 0.0;
-      for (int l = 0; l < 16; ++l) sum += lanes[l];
+      for (int l = 0; l < kLanes; ++l) sum += lanes[l];
       for (; p < P; ++p) sum += (double)(a[p] * g[p]);
       M[t] = (float)(sum / P);
     }
@@ -317,7 +327,7 @@ void gated_residual(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Te
                const float* uin = st.gin.rows(b, p0, n, ldu);
                for (long ch = 0; ch < c; ++ch)
                  for (int j = 0; j < kVecs; ++j)
-                   store(st.gated.data() + ch * kBlock + 16 * j, load(uin + ch * ldu + 16 * j) * load(uin + (c + ch) * ldu + 16 * j));
+                   store(st.gated.data() + ch * kBlock + kLanes * j, load(uin + ch * ldu + kLanes * j) * load(uin + (c + ch) * ldu + kLanes * j));
                gemm_block<false>(WS + b * c * c, Bi, c, c, st.gated.data(), kBlock, st.branch.data(), kBlock);
                float* out = st.out.rows(b, p0, n, ldo);
                add_scaled_block(xin, ldx, st.branch.data(), Be, c, out, ldo);
@@ -328,14 +338,14 @@ void gated_residual(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Te
 // Adds the mask of one row of W pixels, 1[v > th] (with DIVIDE: 1[(v − th)/t > 0]), to `bins` rows of column
 // counts (rows W apart: the row bins this image row falls in), and counts its NaNs into `nans`.
 template <bool DIVIDE>
-ALWAYS_INLINE void add_row_mask(const float* v, long W, float th, float t, int* counts, int bins, vi16& nans) {
+ALWAYS_INLINE void add_row_mask(const float* v, long W, float th, float t, int* counts, int bins, vi& nans) {
   long x = 0;
-  for (; x + 16 <= W; x += 16) {
-    const v16 value = load(v + x);
-    const vi16 mask = DIVIDE ? (value - th) / t > 0 : value > th;  // −1 where true
+  for (; x + kLanes <= W; x += kLanes) {
+    const vf value = load(v + x);
+    const vi mask = DIVIDE ? (value - th) / t > 0 : value > th;  // −1 where true
     nans -= value != value;
     for (int b = 0; b < bins; ++b) {
-      vi16 c;
+      vi c;
       __builtin_memcpy(&c, counts + b * W + x, sizeof c);
       c -= mask;
       __builtin_memcpy(counts + b * W + x, &c, sizeof c);
@@ -371,7 +381,7 @@ void attention(torch::Tensor x, double theta, int64_t k, double tau, torch::Tens
     for (long plane = begin; plane < end; ++plane) {
       const float* p = X + plane * H * W;
       std::fill(columns.begin(), columns.end(), 0);
-      vi16 nans{};
+      vi nans{};
       for (long y = 0, first = 0; y < H; ++y) {
         while (r1[first] <= y) ++first;  // the row bins holding y: first and those after it that start by y
         int bins = 1;
@@ -380,7 +390,7 @@ void attention(torch::Tensor x, double theta, int64_t k, double tau, torch::Tens
         else add_row_mask<false>(p + y * W, W, th, t, columns.data() + first * W, bins, nans);
       }
       bool nan = false;
-      for (int l = 0; l < 16; ++l) nan |= nans[l] != 0;
+      for (int l = 0; l < kLanes; ++l) nan |= nans[l] != 0;
       float* o = out + plane * k * k;
       for (long i = 0; i < k; ++i)
         for (long j = 0; j < k; ++j) {
