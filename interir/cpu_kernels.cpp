@@ -28,9 +28,10 @@ namespace {
 #define ALWAYS_INLINE inline __attribute__((always_inline))  // the register tiles must not pass through memory
 
 // Vectors of the host's own width, and tiles sized to its register file, so that a tile's kRows × kVecs
-// accumulators stay in registers (wider generic vectors are split by the compiler through the stack: on an AVX2 host
-// they made these kernels 5× slower than oneDNN). AVX-512: 32 registers of 16 floats, 6 × 4 accumulators + 4
-// inputs; AVX2: 16 of 8, 6 × 2 + 2 (the 6×16 tile of BLIS's Haswell kernel); SSE and NEON: 4 floats, 6 × 2 + 2.
+// accumulators stay in registers. Wider generic vectors are split by the compiler through the stack: on an AVX2
+// host they made these kernels several times slower than oneDNN (docs/performance.md, "On an AVX2 CPU").
+// AVX-512: 32 registers of 16 floats, 6 × 4 accumulators + 4 inputs; AVX2: 16 of 8, 6 × 2 + 2 (the 6×16 tile of
+// BLIS's Haswell kernel); SSE and NEON: 4 floats, 6 × 2 + 2.
 #if defined(__AVX512F__)
 constexpr int kLanes = 16, kVecs = 4;
 #elif defined(__AVX__)

@@ -1,7 +1,7 @@
 """The fused CPU kernels (interir/cpu_kernels.py, interir/cpu_kernels.cpp; docs/performance.md) against the plain
 modules: each kernel and the whole network, within float32 round-off of a float64 evaluation of the same modules,
-on shapes that fall off every tile (pixels not a multiple of the 64-pixel block, channels not a multiple of the
-6-row tile), with NaN-filled outputs so that an element a kernel never writes shows."""
+on shapes that fall off every tile (pixels not a multiple of the pixel block, 16 on AVX2 and 64 on AVX-512,
+channels not a multiple of the 6-row tile), with NaN-filled outputs so that an element a kernel never writes shows."""
 from __future__ import annotations
 
 import copy
