@@ -2,9 +2,11 @@
 //
 // Every kernel works on NCHW maps as B × C × P (P = H·W pixels, contiguous) and walks blocks of kBlock pixels: a
 // block's values for all channels are a few KB, so each chain below reads its input from memory once and writes
-// its output once, with the intermediate maps in L1/L2 instead of full-size tensors. The products are register
-// tiles of kRows output channels × kBlock pixels, accumulated over the input channels in order (one FMA per
-// product, float32). Pixels sit in the vector lanes, so LayerNorm's reduction over channels is a plain loop.
+// its output once, with the intermediate maps in L1/L2 instead of full-size tensors. Each block's input is first
+// copied into a contiguous C × kBlock buffer: in place, its rows lie a whole map apart and fall into the same few L1
+// sets (docs/performance.md, "On an AVX2 CPU"). The products are register tiles of kRows output channels × kBlock
+// pixels, accumulated over the input channels in order (one FMA per product, float32), with the weights packed per
+// tile (`Panel`). Pixels sit in the vector lanes, so LayerNorm's reduction over channels is a plain loop.
 //
 //   convs(x)        Conv1×1(cin→h) → ReLU → Conv1×1(h→cout)           the `Convs` block (docs/model.md)
 //   ffn(x)          x + γ·Conv1×1(SimpleGate(Conv1×1(LN(x))))          the EPBlock's second half
@@ -47,21 +49,43 @@ constexpr int kRows = 6;                // output channels per register tile
 
 inline vf load(const float* p) { vf v; __builtin_memcpy(&v, p, sizeof v); return v; }
 inline void store(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
-inline vf splat(float s) { return vf{} + s; }
+// s − 0 is s for every float (−0 and NaN included), so the compiler drops the subtraction and broadcasts s, straight
+// from memory where s is a load; 0 + s would not be dropped (0 + (−0) is +0) and costs an add and a register
+// broadcast per weight in the tiles' inner loop.
+inline vf splat(float s) { return s - vf{}; }
 inline vf relu(vf v) { return v < 0 ? vf{} : v; }  // NaN stays NaN, as torch.relu
 
-// acc[r][j] = bias[r] + Σ_k w[r][k] · in[k][kLanes·j : kLanes·(j+1)]: the rows of `w` are ROWS pointers into weight matrices
-// (so a tile can take rows r and r + c of one matrix, for the gate), `in` is K rows of kBlock pixels, ld apart.
+// The weights of a matrix product in the order its register tiles read them. A tile of R output rows is stored as
+// its R biases, then K groups of R weights (input channel k's weight for each of the tile's rows), so the tile's
+// inner loop reads one contiguous run and broadcasts each weight from memory. The tiles follow each other; the
+// tiling (`over_rows`) puts the tile whose first row is r at offset r·(K + 1).
+struct Panel {
+  std::vector<float> data;
+  int K;
+  Panel(int rows, int K) : data((size_t)rows * (K + 1)), K(K) {}
+  // Stores the tile at `offset` (in values) from rows idx[0..R) of W (rows K apart) and their biases.
+  void pack(size_t offset, const float* W, const float* bias, const int* idx, int R) {
+    float* p = data.data() + offset;
+    for (int r = 0; r < R; ++r) p[r] = bias[idx[r]];
+    for (int k = 0; k < K; ++k)
+      for (int r = 0; r < R; ++r) p[R + k * R + r] = W[(long)idx[r] * K + k];
+  }
+  const float* tile(size_t offset) const { return data.data() + offset; }
+};
+
+// acc[r][j] = bias[r] + Σ_k w[r][k] · in[k][kLanes·j : kLanes·(j+1)], from a tile of ROWS rows of a `Panel`; `in`
+// is K rows of kBlock contiguous pixels.
 template <int ROWS>
-ALWAYS_INLINE void dot_tile(const float* const* w, const float* bias, int K, const float* in, long ld, vf (&acc)[ROWS][kVecs]) {
+ALWAYS_INLINE void dot_tile(const float* tile, int K, const float* in, vf (&acc)[ROWS][kVecs]) {
   for (int r = 0; r < ROWS; ++r)
-    for (int j = 0; j < kVecs; ++j) acc[r][j] = splat(bias[r]);
-  for (int k = 0; k < K; ++k) {
-    const float* x = in + k * ld;
+    for (int j = 0; j < kVecs; ++j) acc[r][j] = splat(tile[r]);
+  const float* w = tile + ROWS;
+  for (int k = 0; k < K; ++k, w += ROWS) {
+    const float* x = in + k * kBlock;
     vf xv[kVecs];
     for (int j = 0; j < kVecs; ++j) xv[j] = load(x + kLanes * j);
     for (int r = 0; r < ROWS; ++r) {
-      const vf wv = splat(w[r][k]);
+      const vf wv = splat(w[r]);
       for (int j = 0; j < kVecs; ++j) acc[r][j] += wv * xv[j];
     }
   }
@@ -83,79 +107,95 @@ ALWAYS_INLINE void over_rows(int M, F&& f) {
   }
 }
 
-// out[M × kBlock] = act(W[M × K] · in[K × kBlock] + b), rows of `out` ldo apart.
-template <bool RELU>
-void gemm_block(const float* W, const float* b, int M, int K, const float* in, long ldi, float* out, long ldo) {
+// W (M × K) and its bias packed for `gemm_block`: tiles of kRows rows, then the remainder.
+Panel gemm_panel(const float* W, const float* bias, int M, int K) {
+  Panel panel(M, K);
   over_rows(M, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
-    const float* w[ROWS];
-    for (int r = 0; r < ROWS; ++r) w[r] = W + (long)(r0 + r) * K;
+    int idx[ROWS];
+    for (int r = 0; r < ROWS; ++r) idx[r] = r0 + r;
+    panel.pack((size_t)r0 * (K + 1), W, bias, idx, ROWS);
+  });
+  return panel;
+}
+
+// out[M × kBlock] = act(W · in + b) for the M × K matrix W packed by `gemm_panel`, `in` K × kBlock contiguous, rows
+// of `out` ldo apart.
+template <bool RELU>
+void gemm_block(const Panel& W, int M, const float* in, float* out, long ldo) {
+  over_rows(M, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
     vf acc[ROWS][kVecs];
-    dot_tile<ROWS>(w, b + r0, K, in, ldi, acc);
+    dot_tile<ROWS>(W.tile((size_t)r0 * (W.K + 1)), W.K, in, acc);
     for (int r = 0; r < ROWS; ++r)
       for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * ldo + kLanes * j, RELU ? relu(acc[r][j]) : acc[r][j]);
   });
 }
 
-// out[c × kBlock] = a · b with a = W[r] · in + bias[r], b = W[r + c] · in + bias[r + c]: Conv1×1(K → 2c) then
-// SimpleGate, without the 2c-channel map.
-void gated_gemm_block(const float* W, const float* bias, int c, int K, const float* in, long ldi, float* out) {
+// W (2c × K) and its bias packed for `gated_gemm_block`: each tile holds rows r… and r + c… of W together.
+Panel gated_panel(const float* W, const float* bias, int c, int K) {
+  Panel panel(2 * c, K);
   over_rows<kRows / 2>(c, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
-    const float* w[2 * ROWS];
-    float b[2 * ROWS];
-    for (int r = 0; r < ROWS; ++r) {
-      w[r] = W + (long)(r0 + r) * K, b[r] = bias[r0 + r];
-      w[ROWS + r] = W + (long)(c + r0 + r) * K, b[ROWS + r] = bias[c + r0 + r];
-    }
+    int idx[2 * ROWS];
+    for (int r = 0; r < ROWS; ++r) idx[r] = r0 + r, idx[ROWS + r] = c + r0 + r;
+    panel.pack((size_t)2 * r0 * (K + 1), W, bias, idx, 2 * ROWS);
+  });
+  return panel;
+}
+
+// out[c × kBlock] = a · b with a = W[r] · in + bias[r], b = W[r + c] · in + bias[r + c] (W packed by `gated_panel`):
+// Conv1×1(K → 2c) then SimpleGate, without the 2c-channel map.
+void gated_gemm_block(const Panel& W, int c, const float* in, float* out) {
+  over_rows<kRows / 2>(c, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
     vf acc[2 * ROWS][kVecs];
-    dot_tile<2 * ROWS>(w, b, K, in, ldi, acc);
+    dot_tile<2 * ROWS>(W.tile((size_t)2 * r0 * (W.K + 1)), W.K, in, acc);
     for (int r = 0; r < ROWS; ++r)
       for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * kBlock + kLanes * j, acc[r][j] * acc[ROWS + r][j]);
   });
 }
 
 // LayerNorm over the C channels of one pixel block (LayerNorm2d of docs/model.md: mean, then the mean of the
-// squared deviations, eps inside the root), scaled and shifted per channel: in rows ldi apart → out[C × kBlock].
-void layer_norm_block(const float* in, long ldi, int C, const float* weight, const float* bias, float eps, float* out) {
+// squared deviations, eps inside the root), scaled and shifted per channel: in[C × kBlock] → out[C × kBlock].
+void layer_norm_block(const float* in, int C, const float* weight, const float* bias, float eps, float* out) {
   const float inv = 1.0f / C;
   for (int j = 0; j < kVecs; ++j) {
     vf sum{};
-    for (int ch = 0; ch < C; ++ch) sum += load(in + ch * ldi + kLanes * j);
+    for (int ch = 0; ch < C; ++ch) sum += load(in + ch * kBlock + kLanes * j);
     const vf mu = sum * inv;
     vf sq{};
     for (int ch = 0; ch < C; ++ch) {
-      const vf d = load(in + ch * ldi + kLanes * j) - mu;
+      const vf d = load(in + ch * kBlock + kLanes * j) - mu;
       sq += d * d;
     }
     const vf var = sq * inv + eps;
     vf rstd;
     for (int l = 0; l < kLanes; ++l) rstd[l] = 1.0f / std::sqrt(var[l]);
     for (int ch = 0; ch < C; ++ch)
-      store(out + ch * kBlock + kLanes * j, (load(in + ch * ldi + kLanes * j) - mu) * rstd * weight[ch] + bias[ch]);
+      store(out + ch * kBlock + kLanes * j, (load(in + ch * kBlock + kLanes * j) - mu) * rstd * weight[ch] + bias[ch]);
   }
 }
 
-// out = x + y·scale per channel, for one block of C channels: x rows ldx apart, y[C × kBlock], out rows ldo apart
+// out = x + y·scale per channel, for one block of C channels: x and y C × kBlock, out rows ldo apart
 // (the EPBlock's residual updates).
-void add_scaled_block(const float* x, long ldx, const float* y, const float* scale, int C, float* out, long ldo) {
+void add_scaled_block(const float* x, const float* y, const float* scale, int C, float* out, long ldo) {
   for (int ch = 0; ch < C; ++ch)
     for (int j = 0; j < kVecs; ++j)
-      store(out + ch * ldo + kLanes * j, load(x + ch * ldx + kLanes * j) + load(y + ch * kBlock + kLanes * j) * scale[ch]);
+      store(out + ch * ldo + kLanes * j, load(x + ch * kBlock + kLanes * j) + load(y + ch * kBlock + kLanes * j) * scale[ch]);
 }
 
-// The pixel blocks of a B × C × P map, each as a pointer and a row stride: a full block is read in place; the last,
-// partial block of each sample is copied, zero-padded, into scratch (and written back from scratch by `Out`).
+// The pixel blocks of a B × C × P map, each copied into a contiguous C × kBlock buffer (zero-padded past the last
+// pixel of a sample); `Out` writes a full block in place and a partial one through its own buffer.
 struct In {
   const float* base; int C; long P;
-  std::vector<float> pad;
-  In(const torch::Tensor& t, int C, long P) : base(t.data_ptr<float>()), C(C), P(P), pad((size_t)C * kBlock) {}
-  // rows of block (b, p0) with n valid pixels; sets ld
-  const float* rows(long b, long p0, int n, long& ld) {
+  std::vector<float> buf;
+  In(const torch::Tensor& t, int C, long P) : base(t.data_ptr<float>()), C(C), P(P), buf((size_t)C * kBlock) {}
+  // block (b, p0) with n valid pixels: C rows of kBlock values
+  const float* rows(long b, long p0, int n) {
     const float* src = base + (b * C) * P + p0;
-    if (n == kBlock) { ld = P; return src; }
-    for (int ch = 0; ch < C; ++ch)
-      for (int i = 0; i < kBlock; ++i) pad[ch * kBlock + i] = i < n ? src[ch * P + i] : 0.0f;
-    ld = kBlock;
-    return pad.data();
+    for (int ch = 0; ch < C; ++ch) {
+      float* dst = buf.data() + ch * kBlock;
+      std::copy_n(src + ch * P, n, dst);
+      std::fill(dst + n, dst + kBlock, 0.0f);
+    }
+    return buf.data();
   }
 };
 
@@ -219,15 +259,15 @@ void convs(torch::Tensor x, torch::Tensor w1, torch::Tensor b1, torch::Tensor w2
   check_vec(w2, "convs: w2", (int64_t)cout * hidden), check_vec(b2, "convs: b2", cout);
   const long B = x.size(0), P = x.size(2) * x.size(3);
   check_output(y, x, cout, "convs");
-  const float *W1 = w1.data_ptr<float>(), *B1 = b1.data_ptr<float>(), *W2 = w2.data_ptr<float>(), *B2 = b2.data_ptr<float>();
+  const Panel W1 = gemm_panel(w1.data_ptr<float>(), b1.data_ptr<float>(), hidden, cin);
+  const Panel W2 = gemm_panel(w2.data_ptr<float>(), b2.data_ptr<float>(), cout, hidden);
   struct S { In in; Out out; std::vector<float> h; };
   for_blocks(B, P, [&] { return S{In(x, cin, P), Out(y, cout, P), std::vector<float>((size_t)hidden * kBlock)}; },
              [&](long b, long p0, int n, S& s) {
-               long ldi, ldo;
-               const float* in = s.in.rows(b, p0, n, ldi);
-               gemm_block<true>(W1, B1, hidden, cin, in, ldi, s.h.data(), kBlock);
+               long ldo;
+               gemm_block<true>(W1, hidden, s.in.rows(b, p0, n), s.h.data(), kBlock);
                float* out = s.out.rows(b, p0, n, ldo);
-               gemm_block<false>(W2, B2, cout, hidden, s.h.data(), kBlock, out, ldo);
+               gemm_block<false>(W2, cout, s.h.data(), out, ldo);
                s.out.finish(b, p0, n);
              });
 }
@@ -242,19 +282,20 @@ void ffn(torch::Tensor x, torch::Tensor ln_w, torch::Tensor ln_b, double eps, to
   check_vec(w5, "ffn: w5", (int64_t)c * c), check_vec(b5, "ffn: b5", c), check_vec(gamma, "ffn: gamma", c);
   const long B = x.size(0), P = x.size(2) * x.size(3);
   check_output(y, x, c, "ffn");
-  const float *LW = ln_w.data_ptr<float>(), *LB = ln_b.data_ptr<float>(), *W4 = w4.data_ptr<float>(),
-              *B4 = b4.data_ptr<float>(), *W5 = w5.data_ptr<float>(), *B5 = b5.data_ptr<float>(), *G = gamma.data_ptr<float>();
+  const float *LW = ln_w.data_ptr<float>(), *LB = ln_b.data_ptr<float>(), *G = gamma.data_ptr<float>();
+  const Panel W4 = gated_panel(w4.data_ptr<float>(), b4.data_ptr<float>(), c, c);
+  const Panel W5 = gemm_panel(w5.data_ptr<float>(), b5.data_ptr<float>(), c, c);
   struct S { In in; Out out; std::vector<float> norm, gated, branch; };
   const size_t tile = (size_t)c * kBlock;
   for_blocks(B, P, [&] { return S{In(x, c, P), Out(y, c, P), std::vector<float>(tile), std::vector<float>(tile), std::vector<float>(tile)}; },
              [&](long b, long p0, int n, S& s) {
-               long ldi, ldo;
-               const float* in = s.in.rows(b, p0, n, ldi);
-               layer_norm_block(in, ldi, c, LW, LB, (float)eps, s.norm.data());
-               gated_gemm_block(W4, B4, c, c, s.norm.data(), kBlock, s.gated.data());
-               gemm_block<false>(W5, B5, c, c, s.gated.data(), kBlock, s.branch.data(), kBlock);
+               long ldo;
+               const float* in = s.in.rows(b, p0, n);
+               layer_norm_block(in, c, LW, LB, (float)eps, s.norm.data());
+               gated_gemm_block(W4, c, s.norm.data(), s.gated.data());
+               gemm_block<false>(W5, c, s.gated.data(), s.branch.data(), kBlock);
                float* out = s.out.rows(b, p0, n, ldo);
-               add_scaled_block(in, ldi, s.branch.data(), G, c, out, ldo);
+               add_scaled_block(in, s.branch.data(), G, c, out, ldo);
                s.out.finish(b, p0, n);
              });
 }
@@ -268,15 +309,15 @@ void ln_conv1x1(torch::Tensor x, torch::Tensor ln_w, torch::Tensor ln_b, double 
   check_vec(w, "ln_conv1x1: weight", (int64_t)cout * c), check_vec(bias, "ln_conv1x1: bias", cout);
   const long B = x.size(0), P = x.size(2) * x.size(3);
   check_output(y, x, cout, "ln_conv1x1");
-  const float *LW = ln_w.data_ptr<float>(), *LB = ln_b.data_ptr<float>(), *W = w.data_ptr<float>(), *Bi = bias.data_ptr<float>();
+  const float *LW = ln_w.data_ptr<float>(), *LB = ln_b.data_ptr<float>();
+  const Panel W = gemm_panel(w.data_ptr<float>(), bias.data_ptr<float>(), cout, c);
   struct S { In in; Out out; std::vector<float> norm; };
   for_blocks(B, P, [&] { return S{In(x, c, P), Out(y, cout, P), std::vector<float>((size_t)c * kBlock)}; },
              [&](long b, long p0, int n, S& s) {
-               long ldi, ldo;
-               const float* in = s.in.rows(b, p0, n, ldi);
-               layer_norm_block(in, ldi, c, LW, LB, (float)eps, s.norm.data());
+               long ldo;
+               layer_norm_block(s.in.rows(b, p0, n), c, LW, LB, (float)eps, s.norm.data());
                float* out = s.out.rows(b, p0, n, ldo);
-               gemm_block<false>(W, Bi, cout, c, s.norm.data(), kBlock, out, ldo);
+               gemm_block<false>(W, cout, s.norm.data(), out, ldo);
                s.out.finish(b, p0, n);
              });
 }
@@ -318,20 +359,22 @@ void gated_residual(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Te
   check_output(y, x, c, "gated_residual");
   // W·diag(s_b) per sample
   auto ws = (w.view({1, c, c}) * s.view({B, 1, c})).contiguous();
-  const float *WS = ws.data_ptr<float>(), *Bi = bias.data_ptr<float>(), *Be = beta.data_ptr<float>();
+  std::vector<Panel> WS;
+  for (long b = 0; b < B; ++b) WS.push_back(gemm_panel(ws.data_ptr<float>() + b * c * c, bias.data_ptr<float>(), c, c));
+  const float* Be = beta.data_ptr<float>();
   struct St { In in, gin; Out out; std::vector<float> gated, branch; };
   const size_t tile = (size_t)c * kBlock;
   for_blocks(B, P, [&] { return St{In(x, c, P), In(u, 2 * c, P), Out(y, c, P), std::vector<float>(tile), std::vector<float>(tile)}; },
              [&](long b, long p0, int n, St& st) {
-               long ldx, ldu, ldo;
-               const float* xin = st.in.rows(b, p0, n, ldx);
-               const float* uin = st.gin.rows(b, p0, n, ldu);
+               long ldo;
+               const float* xin = st.in.rows(b, p0, n);
+               const float* uin = st.gin.rows(b, p0, n);
                for (long ch = 0; ch < c; ++ch)
                  for (int j = 0; j < kVecs; ++j)
-                   store(st.gated.data() + ch * kBlock + kLanes * j, load(uin + ch * ldu + kLanes * j) * load(uin + (c + ch) * ldu + kLanes * j));
-               gemm_block<false>(WS + b * c * c, Bi, c, c, st.gated.data(), kBlock, st.branch.data(), kBlock);
+                   store(st.gated.data() + ch * kBlock + kLanes * j, load(uin + ch * kBlock + kLanes * j) * load(uin + (c + ch) * kBlock + kLanes * j));
+               gemm_block<false>(WS[b], c, st.gated.data(), st.branch.data(), kBlock);
                float* out = st.out.rows(b, p0, n, ldo);
-               add_scaled_block(xin, ldx, st.branch.data(), Be, c, out, ldo);
+               add_scaled_block(xin, st.branch.data(), Be, c, out, ldo);
                st.out.finish(b, p0, n);
              });
 }
