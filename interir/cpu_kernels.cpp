@@ -57,20 +57,20 @@ inline vf relu(vf v) { return v < 0 ? vf{} : v; }  // NaN stays NaN, as torch.re
 
 // The weights of a matrix product in the order its register tiles read them. A tile of R output rows is stored as
 // its R biases, then K groups of R weights (input channel k's weight for each of the tile's rows), so the tile's
-// inner loop reads one contiguous run and broadcasts each weight from memory. The tiles follow each other; the
-// tiling (`over_rows`) puts the tile whose first row is r at offset r·(K + 1).
+// inner loop reads one contiguous run and broadcasts each weight from memory. The tiles follow each other in the
+// order of the tiling (`over_rows`), so the tile whose first packed row is r starts at r·(K + 1).
 struct Panel {
   std::vector<float> data;
-  int K;
-  Panel(int rows, int K) : data((size_t)rows * (K + 1)), K(K) {}
-  // Stores the tile at `offset` (in values) from rows idx[0..R) of W (rows K apart) and their biases.
-  void pack(size_t offset, const float* W, const float* bias, const int* idx, int R) {
-    float* p = data.data() + offset;
+  int rows, K;
+  Panel(int rows, int K) : data((size_t)rows * (K + 1)), rows(rows), K(K) {}
+  // Stores the tile whose first packed row is `first` from rows idx[0..R) of W (rows K apart) and their biases.
+  void pack(int first, const float* W, const float* bias, const int* idx, int R) {
+    float* p = data.data() + (size_t)first * (K + 1);
     for (int r = 0; r < R; ++r) p[r] = bias[idx[r]];
     for (int k = 0; k < K; ++k)
       for (int r = 0; r < R; ++r) p[R + k * R + r] = W[(long)idx[r] * K + k];
   }
-  const float* tile(size_t offset) const { return data.data() + offset; }
+  const float* tile(int first) const { return data.data() + (size_t)first * (K + 1); }
 };
 
 // acc[r][j] = bias[r] + Σ_k w[r][k] · in[k][kLanes·j : kLanes·(j+1)], from a tile of ROWS rows of a `Panel`; `in`
@@ -113,7 +113,7 @@ Panel gemm_panel(const float* W, const float* bias, int M, int K) {
   over_rows(M, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
     int idx[ROWS];
     for (int r = 0; r < ROWS; ++r) idx[r] = r0 + r;
-    panel.pack((size_t)r0 * (K + 1), W, bias, idx, ROWS);
+    panel.pack(r0, W, bias, idx, ROWS);
   });
   return panel;
 }
@@ -121,10 +121,10 @@ Panel gemm_panel(const float* W, const float* bias, int M, int K) {
 // out[M × kBlock] = act(W · in + b) for the M × K matrix W packed by `gemm_panel`, `in` K × kBlock contiguous, rows
 // of `out` ldo apart.
 template <bool RELU>
-void gemm_block(const Panel& W, int M, const float* in, float* out, long ldo) {
-  over_rows(M, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
+void gemm_block(const Panel& W, const float* in, float* out, long ldo) {
+  over_rows(W.rows, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
     vf acc[ROWS][kVecs];
-    dot_tile<ROWS>(W.tile((size_t)r0 * (W.K + 1)), W.K, in, acc);
+    dot_tile<ROWS>(W.tile(r0), W.K, in, acc);
     for (int r = 0; r < ROWS; ++r)
       for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * ldo + kLanes * j, RELU ? relu(acc[r][j]) : acc[r][j]);
   });
@@ -136,17 +136,17 @@ Panel gated_panel(const float* W, const float* bias, int c, int K) {
   over_rows<kRows / 2>(c, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
     int idx[2 * ROWS];
     for (int r = 0; r < ROWS; ++r) idx[r] = r0 + r, idx[ROWS + r] = c + r0 + r;
-    panel.pack((size_t)2 * r0 * (K + 1), W, bias, idx, 2 * ROWS);
+    panel.pack(2 * r0, W, bias, idx, 2 * ROWS);
   });
   return panel;
 }
 
 // out[c × kBlock] = a · b with a = W[r] · in + bias[r], b = W[r + c] · in + bias[r + c] (W packed by `gated_panel`):
 // Conv1×1(K → 2c) then SimpleGate, without the 2c-channel map.
-void gated_gemm_block(const Panel& W, int c, const float* in, float* out) {
-  over_rows<kRows / 2>(c, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
+void gated_gemm_block(const Panel& W, const float* in, float* out) {
+  over_rows<kRows / 2>(W.rows / 2, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
     vf acc[2 * ROWS][kVecs];
-    dot_tile<2 * ROWS>(W.tile((size_t)2 * r0 * (W.K + 1)), W.K, in, acc);
+    dot_tile<2 * ROWS>(W.tile(2 * r0), W.K, in, acc);
     for (int r = 0; r < ROWS; ++r)
       for (int j = 0; j < kVecs; ++j) store(out + (r0 + r) * kBlock + kLanes * j, acc[r][j] * acc[ROWS + r][j]);
   });
@@ -265,9 +265,9 @@ void convs(torch::Tensor x, torch::Tensor w1, torch::Tensor b1, torch::Tensor w2
   for_blocks(B, P, [&] { return S{In(x, cin, P), Out(y, cout, P), std::vector<float>((size_t)hidden * kBlock)}; },
              [&](long b, long p0, int n, S& s) {
                long ldo;
-               gemm_block<true>(W1, hidden, s.in.rows(b, p0, n), s.h.data(), kBlock);
+               gemm_block<true>(W1, s.in.rows(b, p0, n), s.h.data(), kBlock);
                float* out = s.out.rows(b, p0, n, ldo);
-               gemm_block<false>(W2, cout, s.h.data(), out, ldo);
+               gemm_block<false>(W2, s.h.data(), out, ldo);
                s.out.finish(b, p0, n);
              });
 }
@@ -292,8 +292,8 @@ void ffn(torch::Tensor x, torch::Tensor ln_w, torch::Tensor ln_b, double eps, to
                long ldo;
                const float* in = s.in.rows(b, p0, n);
                layer_norm_block(in, c, LW, LB, (float)eps, s.norm.data());
-               gated_gemm_block(W4, c, s.norm.data(), s.gated.data());
-               gemm_block<false>(W5, c, s.gated.data(), s.branch.data(), kBlock);
+               gated_gemm_block(W4, s.norm.data(), s.gated.data());
+               gemm_block<false>(W5, s.gated.data(), s.branch.data(), kBlock);
                float* out = s.out.rows(b, p0, n, ldo);
                add_scaled_block(in, s.branch.data(), G, c, out, ldo);
                s.out.finish(b, p0, n);
@@ -317,7 +317,7 @@ void ln_conv1x1(torch::Tensor x, torch::Tensor ln_w, torch::Tensor ln_b, double 
                long ldo;
                layer_norm_block(s.in.rows(b, p0, n), c, LW, LB, (float)eps, s.norm.data());
                float* out = s.out.rows(b, p0, n, ldo);
-               gemm_block<false>(W, cout, s.norm.data(), out, ldo);
+               gemm_block<false>(W, s.norm.data(), out, ldo);
                s.out.finish(b, p0, n);
              });
 }
@@ -372,7 +372,7 @@ void gated_residual(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Te
                for (long ch = 0; ch < c; ++ch)
                  for (int j = 0; j < kVecs; ++j)
                    store(st.gated.data() + ch * kBlock + kLanes * j, load(uin + ch * kBlock + kLanes * j) * load(uin + (c + ch) * kBlock + kLanes * j));
-               gemm_block<false>(WS[b], c, st.gated.data(), st.branch.data(), kBlock);
+               gemm_block<false>(WS[b], st.gated.data(), st.branch.data(), kBlock);
                float* out = st.out.rows(b, p0, n, ldo);
                add_scaled_block(xin, st.branch.data(), Be, c, out, ldo);
                st.out.finish(b, p0, n);
