@@ -14,6 +14,7 @@
 //   gate_mean(u)    SimpleGate(u) averaged over the pixels, per (b, c)  the input of the channel attention (SCA)
 //   gated_residual  x + β·Conv1×1(SimpleGate(u)·s)                    the EPBlock's conv3 and first residual
 //   attention       k²·softmax(adaptive k×k pooling of 1[x > θ])       the explainable attention
+//   winograd3x3     the modulated 3×3 convolution, Winograd F(2×2, 3×3)  the explainable convolution's products
 //
 // Only inference: no autograd. Python (interir/cpu_kernels.py) decides when these run.
 #include <torch/extension.h>
@@ -21,7 +22,9 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -249,7 +252,196 @@ void for_blocks(long B, long P, Scratch make, F&& body) {
   });
 }
 
+// ------------------------------------------------------------------------------------------------------------------
+// winograd3x3: the modulated 3×3 convolution (stride 1, padding 1) as Winograd's F(2×2, 3×3) (Lavin & Gray 2016;
+// docs/performance.md, "Winograd F(2×2, 3×3)"). Each 2×2 output tile takes 16 products per (input, output channel)
+// pair instead of 36: its 4×4 input patch d is transformed to V = Bᵀ·d·B, the kernel g to U = G·g·Gᵀ, and the tile is
+// Y = Aᵀ·(Σ_c U ⊙ V)·A. The Σ_c are 16 matrix products (one per position ξ of the 4×4 transform), run on the
+// register tiles above with the pixel lanes holding kBlock tiles of one tile row. B, A have entries 0 and ±1 and
+// G entries 0, ±½, 1, so the transforms round little. A NaN or ±∞ would spread over its whole tile, so the kernel
+// declines (returns false) unless every input value is finite, and the caller convolves directly.
+//
+//   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]   G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]   Aᵀ = [1 1 1 0; 0 1 −1 −1]
+// ------------------------------------------------------------------------------------------------------------------
+
+constexpr long kStrips = 2;  // strips of kBlock tiles per block, each weight tile read once for all of them
+
+// U = G·g·Gᵀ of one 3×3 kernel g (row-major), in float64 and rounded once: u[4i + j].
+void winograd_kernel(const float* g, float* u) {
+  double t[4][3];  // G·g
+  for (int j = 0; j < 3; ++j) {
+    const double g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+    t[0][j] = g0, t[1][j] = 0.5 * (g0 + g1 + g2), t[2][j] = 0.5 * (g0 - g1 + g2), t[3][j] = g2;
+  }
+  for (int i = 0; i < 4; ++i) {
+    const double a = t[i][0], b = t[i][1], c = t[i][2];
+    u[4 * i + 0] = (float)a, u[4 * i + 1] = (float)(0.5 * (a + b + c));
+    u[4 * i + 2] = (float)(0.5 * (a - b + c)), u[4 * i + 3] = (float)c;
+  }
+}
+
+// Lanes 2l + OFF of the 2·kLanes values a, b (a first): the even (OFF 0) or odd (OFF 1) columns of a row.
+template <int OFF, int... I>
+constexpr vi stride2(std::integer_sequence<int, I...>) { return vi{(2 * I + OFF)...}; }
+constexpr vi kEven = stride2<0>(std::make_integer_sequence<int, kLanes>{});
+constexpr vi kOdd = stride2<1>(std::make_integer_sequence<int, kLanes>{});
+
+// The 1-D input transform Bᵀ·d of four vectors: (d0 − d2, d1 + d2, d2 − d1, d1 − d3).
+ALWAYS_INLINE void winograd_in4(vf d0, vf d1, vf d2, vf d3, vf* t) { t[0] = d0 - d2, t[1] = d1 + d2, t[2] = d2 - d1, t[3] = d1 - d3; }
+
+// Whether the n values at p are all finite: v·0 is 0 for a finite v and NaN for ±∞ and NaN.
+bool all_finite(const float* p, long n) {
+  std::atomic<bool> finite{true};
+  at::parallel_for(0, n, 1 << 16, [&](long begin, long end) {
+    vf acc{};
+    long i = begin;
+    for (; i + kLanes <= end; i += kLanes) acc += load(p + i) * 0.0f;
+    float rest = 0.0f;
+    for (; i < end; ++i) rest += p[i] * 0.0f;
+    for (int l = 0; l < kLanes; ++l) rest += acc[l];
+    if (rest != 0.0f) finite = false;
+  });
+  return finite;
+}
+
 }  // namespace
+
+// winograd3x3: x B×cin×H×W, kern B×cout×cin×3×3 (each sample's own kernel), bias cout → y B×cout×H×W. Returns false,
+// writing nothing, when x or kern holds a NaN or an infinity (the caller convolves directly then).
+bool winograd3x3(torch::Tensor x, torch::Tensor kern, torch::Tensor bias, torch::Tensor y) {
+  check_map(x, "winograd3x3: x");
+  const long B = x.size(0), H = x.size(2), W = x.size(3);
+  const int cin = x.size(1);
+  TORCH_CHECK(kern.device().is_cpu() && kern.scalar_type() == torch::kFloat32 && kern.is_contiguous() &&
+                  kern.dim() == 5 && kern.size(0) == B && kern.size(2) == cin && kern.size(3) == 3 && kern.size(4) == 3,
+              "winograd3x3: expected kern B×cout×cin×3×3 float32, contiguous");
+  const int cout = kern.size(1);
+  check_vec(bias, "winograd3x3: bias", cout);
+  check_output(y, x, cout, "winograd3x3");
+  if (!all_finite(x.data_ptr<float>(), x.numel()) || !all_finite(kern.data_ptr<float>(), kern.numel())) return false;
+  // U[b][ξ] as a Panel (cout × cin, zero bias) per sample and transform position
+  const long pairs = (long)cout * cin;
+  std::vector<float> u((size_t)B * 16 * pairs), zeros(cout, 0.0f);
+  const float* K = kern.data_ptr<float>();
+  at::parallel_for(0, B * pairs, 256, [&](long begin, long end) {
+    float one[16];
+    for (long t = begin; t < end; ++t) {
+      winograd_kernel(K + t * 9, one);
+      const long b = t / pairs, oc = t % pairs;
+      for (int xi = 0; xi < 16; ++xi) u[(b * 16 + xi) * pairs + oc] = one[xi];
+    }
+  });
+  std::vector<Panel> U(B * 16, Panel(0, 0));
+  at::parallel_for(0, B * 16, 1, [&](long begin, long end) {
+    for (long t = begin; t < end; ++t) U[t] = gemm_panel(u.data() + t * pairs, zeros.data(), cout, cin);
+  });
+  const float *X = x.data_ptr<float>(), *Bi = bias.data_ptr<float>();
+  float* Y = y.data_ptr<float>();
+  const long TH = (H + 1) / 2, TW = (W + 1) / 2, strips = (TW + kBlock - 1) / kBlock;
+  const long NB = std::min<long>(strips, kStrips);
+  const long groups = (strips + NB - 1) / NB;
+  // ξ after ξ in V and M, one cache line more than a ξ's values: a multiple of 4 KB would put all 16 in one L1 set
+  const size_t vstep = (size_t)NB * cin * kBlock + 16, mstep = (size_t)NB * cout * kBlock + 16;
+  struct S { std::vector<float> seg, v, m; };
+  at::parallel_for(0, B * TH * groups, 1, [&](long begin, long end) {
+    S s{std::vector<float>(2 * kBlock + 2 + kLanes), std::vector<float>(16 * vstep), std::vector<float>(16 * mstep)};
+    for (long t = begin; t < end; ++t) {
+      const long b = t / (TH * groups), ty = t / groups % TH, first = t % groups * NB;
+      const long nb = std::min<long>(NB, strips - first);
+      // V[ξ][s][c][l] = (Bᵀ·d·B)[ξ] of tile (ty, tx0 + l) of strip s, channel c
+      for (long sb = 0; sb < nb; ++sb) {
+        const long tx0 = (first + sb) * kBlock;
+        const bool inside = tx0 > 0 && 2 * (tx0 + kBlock) < W;  // every column the strip reads lies in the map
+        for (int c = 0; c < cin; ++c) {
+          const float* plane = X + (b * cin + c) * H * W;
+          vf rows[4][4][kVecs];  // the row transforms Bᵀ-along-x of the patch's four input rows
+          for (int i = 0; i < 4; ++i) {
+            const long yy = 2 * ty - 1 + i;
+            if (yy < 0 || yy >= H) {
+              for (int q = 0; q < 4; ++q)
+                for (int j = 0; j < kVecs; ++j) rows[i][q][j] = vf{};
+              continue;
+            }
+            // row[2l] is column 2(tx0 + l) − 1, the patch's first column for tile l; border strips read a copy
+            // zero-padded past the map
+            const float* row = plane + yy * W + 2 * tx0 - 1;
+            if (!inside) {
+              for (long q = 0; q < 2 * kBlock + 2; ++q) {
+                const long xx = 2 * tx0 - 1 + q;
+                s.seg[q] = xx >= 0 && xx < W ? row[q] : 0.0f;
+              }
+              row = s.seg.data();
+            }
+            for (int j = 0; j < kVecs; ++j) {
+              const float* r = row + 2 * kLanes * j;
+              const vf a = load(r), b = load(r + kLanes), a2 = load(r + 2), b2 = load(r + 2 + kLanes);
+              vf q[4];
+              winograd_in4(__builtin_shuffle(a, b, kEven), __builtin_shuffle(a, b, kOdd), __builtin_shuffle(a2, b2, kEven),
+                           __builtin_shuffle(a2, b2, kOdd), q);
+              for (int k = 0; k < 4; ++k) rows[i][k][j] = q[k];
+            }
+          }
+          for (int k = 0; k < 4; ++k)
+            for (int j = 0; j < kVecs; ++j) {
+              vf col[4];
+              winograd_in4(rows[0][k][j], rows[1][k][j], rows[2][k][j], rows[3][k][j], col);
+              for (int i = 0; i < 4; ++i) store(&s.v[(4 * i + k) * vstep + (sb * cin + c) * kBlock + kLanes * j], col[i]);
+            }
+        }
+      }
+      // M[ξ][s] = U[b][ξ] · V[ξ][s]: cout × kBlock per ξ and strip, each weight tile used for every strip
+      for (int xi = 0; xi < 16; ++xi) {
+        const Panel& P = U[b * 16 + xi];
+        over_rows(cout, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
+          for (long sb = 0; sb < nb; ++sb) {
+            vf acc[ROWS][kVecs];
+            dot_tile<ROWS>(P.tile(r0), cin, &s.v[xi * vstep + sb * cin * kBlock], acc);
+            float* out = &s.m[xi * mstep + (sb * cout + r0) * kBlock];
+            for (int r = 0; r < ROWS; ++r)
+              for (int j = 0; j < kVecs; ++j) store(out + r * kBlock + kLanes * j, acc[r][j]);
+          }
+        });
+      }
+      // Y = Aᵀ·M·A + bias, written where the 2×2 tiles fall inside the map
+      for (long sb = 0; sb < nb; ++sb) {
+        const long tx0 = (first + sb) * kBlock;
+        const int n = (int)std::min<long>(kBlock, TW - tx0);
+        for (int o = 0; o < cout; ++o) {
+          const float* m = &s.m[((size_t)sb * cout + o) * kBlock];
+          float out[2][2][kBlock];
+          for (int j = 0; j < kVecs; ++j) {
+            vf r0[4], r1[4];  // (Aᵀ·M)[0] and [1] along the transform's rows i
+            for (int i = 0; i < 4; ++i) {
+              const vf m0 = load(m + (4 * i + 0) * mstep + kLanes * j), m1 = load(m + (4 * i + 1) * mstep + kLanes * j),
+                       m2 = load(m + (4 * i + 2) * mstep + kLanes * j), m3 = load(m + (4 * i + 3) * mstep + kLanes * j);
+              r0[i] = m0 + m1 + m2, r1[i] = m1 - m2 - m3;
+            }
+            const vf bv = splat(Bi[o]);
+            store(&out[0][0][kLanes * j], r0[0] + r0[1] + r0[2] + bv);
+            store(&out[0][1][kLanes * j], r1[0] + r1[1] + r1[2] + bv);
+            store(&out[1][0][kLanes * j], r0[1] - r0[2] - r0[3] + bv);
+            store(&out[1][1][kLanes * j], r1[1] - r1[2] - r1[3] + bv);
+          }
+          float* plane = Y + (b * cout + o) * H * W;
+          for (int dy = 0; dy < 2; ++dy) {
+            const long yy = 2 * ty + dy;
+            if (yy >= H) break;
+            float* row = plane + yy * W + 2 * tx0;
+            if (n == kBlock && 2 * (tx0 + kBlock) <= W) {
+              for (int l = 0; l < kBlock; ++l) row[2 * l] = out[dy][0][l], row[2 * l + 1] = out[dy][1][l];
+            } else {
+              for (int l = 0; l < n; ++l) {
+                row[2 * l] = out[dy][0][l];
+                if (2 * (tx0 + l) + 1 < W) row[2 * l + 1] = out[dy][1][l];
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+  return true;
+}
 
 // Convs: x B×cin×H×W, w1 h×cin, b1 h, w2 cout×h, b2 cout → y B×cout×H×W.
 void convs(torch::Tensor x, torch::Tensor w1, torch::Tensor b1, torch::Tensor w2, torch::Tensor b2, torch::Tensor y) {
@@ -459,5 +651,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ln_conv1x1", &ln_conv1x1, "Conv1x1(LayerNorm(x))");
   m.def("gate_mean", &gate_mean, "pixel mean of SimpleGate(u)");
   m.def("gated_residual", &gated_residual, "x + beta * Conv1x1(SimpleGate(u) * s)");
+  m.def("winograd3x3", &winograd3x3, "3x3 convolution with per-sample kernels, Winograd F(2x2, 3x3)");
   m.def("attention", &attention, "k^2 softmax of the adaptive k x k average pooling of 1[x > theta]");
 }

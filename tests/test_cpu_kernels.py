@@ -16,6 +16,7 @@ from interir import cpu_kernels, fast_paths
 from interir.errors import InterIRError
 from interir.model import build_model
 from interir.model.blocks import Convs, EPBlock
+from interir.ops import reference
 
 pytestmark = pytest.mark.skipif(cpu_kernels.mode() == "off", reason="INTERIR_CPU_KERNELS=0")
 
@@ -117,6 +118,60 @@ def test_convs_keeps_a_nan_where_relu_keeps_it(kernels):
     x[0, 2, 1, 1] = float("nan")
     fast, plain = fast_and_plain(block, x)
     assert torch.equal(torch.isnan(fast), torch.isnan(plain)) and torch.isnan(fast[0, :, 1, 1]).all()
+
+
+def direct_conv(x: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Each sample convolved with its own 3×3 kernel (padding 1) by torch's direct convolution, in x's dtype."""
+    b = None if bias is None else bias.to(x.dtype)
+    return torch.cat([torch.nn.functional.conv2d(x[i:i + 1], kernels[i].to(x.dtype), b, padding=1)
+                      for i in range(x.shape[0])])
+
+
+@pytest.mark.parametrize("cin, cout", [(64, 64), (5, 7), (13, 20), (128, 96)])
+@pytest.mark.parametrize("b, h, w", SHAPES + [(1, 1, 1), (2, 2, 35), (1, 34, 33)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_winograd_equals_the_direct_convolution(kernels, cin, cout, b, h, w, with_bias):
+    gen = torch.Generator().manual_seed(h * 1000 + w)
+    x = torch.randn(b, cin, h, w, generator=gen)
+    weights = torch.randn(b, cout, cin, 3, 3, generator=gen) * 0.3
+    bias = torch.randn(cout, generator=gen) if with_bias else None
+    fast = cpu_kernels.winograd3x3(x, weights, bias)
+    assert not torch.isnan(fast).any(), "an output element was never written"
+    exact = direct_conv(x.double(), weights.double(), bias)
+    plain_err = (direct_conv(x, weights, bias).double() - exact).abs().max().item()
+    fast_err = (fast.double() - exact).abs().max().item()
+    assert fast_err <= 4 * plain_err + 1e-6 * exact.abs().max().item(), (fast_err, plain_err)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("where", ["input", "kernel"])
+def test_winograd_leaves_a_non_finite_value_to_the_direct_convolution(kernels, bad, where):
+    """A NaN or ±∞ would spread over whole 2×2 tiles in the transforms: the kernel declines, and the op's
+    output has exactly the plain path's non-finite elements."""
+    x, weights = torch.randn(1, 6, 9, 10), torch.randn(1, 5, 6, 3, 3)
+    (x[0, 2, 4, 4:5] if where == "input" else weights[0, 1, 2, 1, 1:2]).fill_(bad)
+    assert cpu_kernels.winograd3x3(x, weights, None) is None
+    attn = torch.ones(1, 6, 3, 3)
+    fast, plain = fast_and_plain(lambda: reference.modulated_conv(x, weights[0], None, attn))
+    assert torch.equal(torch.isnan(fast), torch.isnan(plain)) and torch.equal(torch.isinf(fast), torch.isinf(plain))
+
+
+def test_the_modulated_convolution_runs_winograd_at_inference(kernels, monkeypatch):
+    """The reference op takes the kernel for 3×3, groups 1, no grad, and not otherwise."""
+    calls = []
+    real = cpu_kernels.winograd3x3
+    monkeypatch.setattr(cpu_kernels, "winograd3x3", lambda *a: calls.append(1) or real(*a))
+    x, weight, attn = torch.randn(2, 8, 7, 9), torch.randn(8, 8, 3, 3), torch.rand(2, 8, 3, 3)
+    with torch.no_grad():
+        fast = reference.modulated_conv(x, weight, None, attn)
+        assert len(calls) == 1
+        reference.modulated_conv(x, weight.reshape(8, 4, 2, 3, 3)[:, :, 0].contiguous(), None, attn, groups=2)
+        reference.modulated_conv(x, torch.randn(8, 8, 5, 5), None, torch.rand(2, 8, 5, 5))
+        assert len(calls) == 1
+    reference.modulated_conv(x, weight.requires_grad_(), None, attn)
+    assert len(calls) == 1
+    exact = reference.modulated_conv(x.double(), weight.detach().double(), None, attn.double())
+    assert (fast.double() - exact).abs().max() < 1e-4
 
 
 @pytest.mark.parametrize("preset", ["small", "paper"])
