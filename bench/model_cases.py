@@ -28,6 +28,7 @@ from interir.config import DEFAULTS
 from interir.model import build, model_entry, model_names
 from interir.profile import count_macs_all, count_macs_hooks, count_parameters
 from interir.losses import TrainingLoss as Loss
+from interir.train import make_optimizer
 
 NETWORKS = {name: model_entry(name).default_preset for name in model_names()}  # every registered model
 SMOKE_PRESETS = {name: model_entry(name).smallest_preset for name in model_names()}
@@ -150,7 +151,7 @@ def make_train_step(base: nn.Module, network: str, x: torch.Tensor, y: torch.Ten
     model = copy.deepcopy(base).to(x.device).train()
     tcfg = DEFAULTS["train"]
     optim = tcfg["optim"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=optim["lr"], betas=tuple(optim["betas"]))
+    optimizer = make_optimizer(model.parameters(), optim, optim["lr"])
     loss_fn = Loss(tcfg["loss"], model_entry(network))
     net = torch.compile(model) if compiled else model
     clip = tcfg["grad_clip"]

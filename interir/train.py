@@ -233,13 +233,19 @@ def setup(cfg: dict[str, Any]) -> Run:
     model = build(cfg["model"]).to(device)
     model.validate_inputs = False  # the data pipeline makes valid images; skip the per-step NaN scan
     spec = model_spec(model)
-    opt_cfg = tcfg["optim"]
-    optim_cls = torch.optim.AdamW if opt_cfg.get("type") == "AdamW" else torch.optim.Adam
-    optimizer = optim_cls(model.parameters(), lr=learning_rate(0, cfg), betas=tuple(opt_cfg["betas"]),
-                          weight_decay=opt_cfg.get("weight_decay", 0.0))
+    optimizer = make_optimizer(model.parameters(), tcfg["optim"], learning_rate(0, cfg))
     return Run(cfg, device, rank, world, folder, CheckpointDir(folder, keep_last=cfg["logger"]["keep_checkpoints"]),
                model, EMA(model, tcfg["ema_decay"]) if tcfg["ema_decay"] else None, optimizer,
                TrainingLoss(tcfg["loss"], model_entry(spec["name"])), spec)
+
+
+def make_optimizer(params, opt_cfg: dict, lr: float) -> torch.optim.Optimizer:
+    """Adam or AdamW as `train.optim` sets it, updating all parameters together (`foreach`): a few multi-tensor ops
+    per step instead of a loop over every tensor. That is PyTorch's default on CUDA; on a CPU it is 1.7× faster for
+    `small`'s 896 tensors and gives bit-identical weights (docs/performance.md, "Adam over all tensors at once")."""
+    optim_cls = torch.optim.AdamW if opt_cfg.get("type") == "AdamW" else torch.optim.Adam
+    return optim_cls(params, lr=lr, betas=tuple(opt_cfg["betas"]), weight_decay=opt_cfg.get("weight_decay", 0.0),
+                     foreach=True)
 
 
 def restore(run: Run, resume: bool) -> int:
@@ -286,6 +292,8 @@ def _load_checkpoint(run: Run, info: dict[str, Any]) -> dict[str, Any]:
         raise InterIRError(f"{folder / info['state']} records step {state['step']}, not {info['step']}")
     try:
         run.optimizer.load_state_dict(state["optimizer"])
+        for group in run.optimizer.param_groups:  # a checkpoint from before `make_optimizer` set foreach holds None
+            group["foreach"] = True
         _set_rng_state(state["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InterIRError(f"{folder / info['state']} does not fit this run ({' '.join(str(exc).split())})") from None
