@@ -280,7 +280,7 @@ void winograd_kernel(const float* g, float* u) {
   }
 }
 
-// Lanes 2l + OFF of the 2·kLanes values a, b (a first): the even (OFF 0) or odd (OFF 1) columns of a row.
+// Lanes 2l + OFF of the 2·kLanes values lo, hi (lo first): the even (OFF 0) or odd (OFF 1) columns of a row.
 template <int OFF, int... I>
 constexpr vi stride2(std::integer_sequence<int, I...>) { return vi{(2 * I + OFF)...}; }
 constexpr vi kEven = stride2<0>(std::make_integer_sequence<int, kLanes>{});
@@ -374,10 +374,10 @@ bool winograd3x3(torch::Tensor x, torch::Tensor kern, torch::Tensor bias, torch:
             }
             for (int j = 0; j < kVecs; ++j) {
               const float* r = row + 2 * kLanes * j;
-              const vf a = load(r), b = load(r + kLanes), a2 = load(r + 2), b2 = load(r + 2 + kLanes);
+              const vf lo = load(r), hi = load(r + kLanes), lo2 = load(r + 2), hi2 = load(r + 2 + kLanes);
               vf q[4];
-              winograd_in4(__builtin_shuffle(a, b, kEven), __builtin_shuffle(a, b, kOdd), __builtin_shuffle(a2, b2, kEven),
-                           __builtin_shuffle(a2, b2, kOdd), q);
+              winograd_in4(__builtin_shuffle(lo, hi, kEven), __builtin_shuffle(lo, hi, kOdd),
+                           __builtin_shuffle(lo2, hi2, kEven), __builtin_shuffle(lo2, hi2, kOdd), q);
               for (int k = 0; k < 4; ++k) rows[i][k][j] = q[k];
             }
           }
