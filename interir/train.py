@@ -291,9 +291,12 @@ def _load_checkpoint(run: Run, info: dict[str, Any]) -> dict[str, Any]:
     if state["step"] != info["step"]:
         raise InterIRError(f"{folder / info['state']} records step {state['step']}, not {info['step']}")
     try:
+        # how the update is computed is this run's choice (make_optimizer), not the checkpoint's: loading the state
+        # would put back the saved groups' `foreach` (None in checkpoints made before it was set)
+        chosen = [group["foreach"] for group in run.optimizer.param_groups]
         run.optimizer.load_state_dict(state["optimizer"])
-        for group in run.optimizer.param_groups:  # a checkpoint from before `make_optimizer` set foreach holds None
-            group["foreach"] = True
+        for group, foreach in zip(run.optimizer.param_groups, chosen):
+            group["foreach"] = foreach
         _set_rng_state(state["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InterIRError(f"{folder / info['state']} does not fit this run ({' '.join(str(exc).split())})") from None
