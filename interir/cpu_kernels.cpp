@@ -14,7 +14,7 @@
 //   gate_mean(u)    SimpleGate(u) averaged over the pixels, per (b, c)  the input of the channel attention (SCA)
 //   gated_residual  x + β·Conv1×1(SimpleGate(u)·s)                    the EPBlock's conv3 and first residual
 //   attention       k²·softmax(adaptive k×k pooling of 1[x > θ])       the explainable attention
-//   winograd3x3     the modulated 3×3 convolution, Winograd F(2×2, 3×3)  the explainable convolution's products
+//   winograd3x3     the modulated 3×3 convolution, Winograd F(4×2, 3×3)  the explainable convolution's products
 //
 // Only inference: no autograd. Python (interir/cpu_kernels.py) decides when these run.
 #include <torch/extension.h>
@@ -74,6 +74,11 @@ struct Panel {
       for (int r = 0; r < R; ++r) p[R + k * R + r] = W[(long)idx[r] * K + k];
   }
   const float* tile(int first) const { return data.data() + (size_t)first * (K + 1); }
+  // Where `gemm_panel`'s tiling (kRows rows, then the remainder) stores the weight of row r, input channel k.
+  size_t slot(int r, int k) const {
+    const int first = std::min(r / kRows * kRows, rows / kRows * kRows), R = std::min(kRows, rows - first);
+    return (size_t)first * (K + 1) + R + (size_t)k * R + (r - first);
+  }
 };
 
 // acc[r][j] = bias[r] + Σ_k w[r][k] · in[k][kLanes·j : kLanes·(j+1)], from a tile of ROWS rows of a `Panel`; `in`
@@ -253,27 +258,35 @@ void for_blocks(long B, long P, Scratch make, F&& body) {
 }
 
 // ------------------------------------------------------------------------------------------------------------------
-// winograd3x3: the modulated 3×3 convolution (stride 1, padding 1) as Winograd's F(2×2, 3×3) (Lavin & Gray 2016;
-// docs/performance.md, "Winograd F(2×2, 3×3)"). Each 2×2 output tile takes 16 products per (input, output channel)
-// pair instead of 36: its 4×4 input patch d is transformed to V = Bᵀ·d·B, the kernel g to U = G·g·Gᵀ, and the tile is
-// Y = Aᵀ·(Σ_c U ⊙ V)·A. The Σ_c are 16 matrix products (one per position ξ of the 4×4 transform), run on the
-// register tiles above with the pixel lanes holding kBlock tiles of one tile row. B, A have entries 0 and ±1 and
-// G entries 0, ±½, 1, so the transforms round little. A NaN or ±∞ would spread over its whole tile, so the kernel
-// declines (returns false) unless every input value is finite, and the caller convolves directly.
+// winograd3x3: the modulated 3×3 convolution (stride 1, padding 1) as Winograd's F(4×2, 3×3) (Lavin & Gray 2016;
+// docs/performance.md, "Winograd F(4×2, 3×3)"): F(4, 3) down the columns and F(2, 3) along the rows. Each 4×2 output
+// tile takes 24 products per (input, output channel) pair instead of 72: its 6×4 input patch d is transformed to
+// V = B₄ᵀ·d·B₂, the kernel g to U = G₄·g·G₂ᵀ, and the tile is Y = A₄ᵀ·(Σ_c U ⊙ V)·A₂. The Σ_c are 24 matrix products
+// (one per position ξ of the 6×4 transform), run on the register tiles above with the pixel lanes holding kBlock
+// tiles of one tile row. F(4, 3) samples at 0, 1, −1, 2, −½ and ∞, whose float32 error measured no larger than the
+// direct convolution's (F(4, 3) in both directions, or at ±2, measured 1.4–7× larger). B₄ᵀ's rows are scaled to
+// small integers and G₄'s by the inverse; the kernel transform runs in float64. A NaN or ±∞ would spread over its
+// whole tile, so the kernel declines (returns false) unless every input value is finite, and the caller convolves
+// directly.
 //
-//   Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]   G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]   Aᵀ = [1 1 1 0; 0 1 −1 −1]
+//   B₄ᵀ = [1 3/2 −2 −3/2 1 0; 0 2 5 1 −2 0; 0 2 1 −5 2 0; 0 −1 −2 1 2 0; 0 −2 1 2 −1 0; 0 1 3/2 −2 −3/2 1]
+//   G₄ = [1 0 0; 1/6 1/6 1/6; 1/6 −1/6 1/6; 1/30 1/15 2/15; 16/15 −8/15 4/15; 0 0 1]
+//   A₄ᵀ = [1 1 1 1 1 0; 0 1 −1 2 −½ 0; 0 1 1 4 ¼ 0; 0 1 −1 8 −⅛ 1]
+//   B₂ᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]   G₂ = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]   A₂ᵀ = [1 1 1 0; 0 1 −1 −1]
 // ------------------------------------------------------------------------------------------------------------------
 
 constexpr long kStrips = 2;  // strips of kBlock tiles per block, each weight tile read once for all of them
+constexpr int kXi = 24;      // transform positions ξ = 4i + k, i < 6 down the columns, k < 4 along the rows
 
-// U = G·g·Gᵀ of one 3×3 kernel g (row-major), in float64 and rounded once: u[4i + j].
+// U = G₄·g·G₂ᵀ of one 3×3 kernel g (row-major), in float64 and rounded once: u[4i + k].
 void winograd_kernel(const float* g, float* u) {
-  double t[4][3];  // G·g
+  double t[6][3];  // G₄·g
   for (int j = 0; j < 3; ++j) {
     const double g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-    t[0][j] = g0, t[1][j] = 0.5 * (g0 + g1 + g2), t[2][j] = 0.5 * (g0 - g1 + g2), t[3][j] = g2;
+    t[0][j] = g0, t[1][j] = (g0 + g1 + g2) / 6, t[2][j] = (g0 - g1 + g2) / 6;
+    t[3][j] = (g0 + 2 * g1 + 4 * g2) / 30, t[4][j] = (16 * g0 - 8 * g1 + 4 * g2) / 15, t[5][j] = g2;
   }
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 6; ++i) {
     const double a = t[i][0], b = t[i][1], c = t[i][2];
     u[4 * i + 0] = (float)a, u[4 * i + 1] = (float)(0.5 * (a + b + c));
     u[4 * i + 2] = (float)(0.5 * (a - b + c)), u[4 * i + 3] = (float)c;
@@ -286,8 +299,19 @@ constexpr vi stride2(std::integer_sequence<int, I...>) { return vi{(2 * I + OFF)
 constexpr vi kEven = stride2<0>(std::make_integer_sequence<int, kLanes>{});
 constexpr vi kOdd = stride2<1>(std::make_integer_sequence<int, kLanes>{});
 
-// The 1-D input transform Bᵀ·d of four vectors: (d0 − d2, d1 + d2, d2 − d1, d1 − d3).
+// B₂ᵀ·d along a row: (d0 − d2, d1 + d2, d2 − d1, d1 − d3).
 ALWAYS_INLINE void winograd_in4(vf d0, vf d1, vf d2, vf d3, vf* t) { t[0] = d0 - d2, t[1] = d1 + d2, t[2] = d2 - d1, t[3] = d1 - d3; }
+
+// B₄ᵀ·d down a column of six.
+ALWAYS_INLINE void winograd_in6(const vf* d, vf* t) {
+  const vf d31 = d[3] - d[1], d24 = d[2] - d[4];
+  t[0] = d[0] + d[4] - 2.0f * d[2] + 1.5f * (d[1] - d[3]);
+  t[1] = 2.0f * (d[1] - d[4]) + 5.0f * d[2] + d[3];
+  t[2] = 2.0f * (d[1] + d[4]) + d[2] - 5.0f * d[3];
+  t[3] = d31 - 2.0f * d24;
+  t[4] = 2.0f * d31 + d24;
+  t[5] = d[1] + d[5] - 2.0f * d[3] + 1.5f * (d[2] - d[4]);
+}
 
 // Whether the n values at p are all finite: v·0 is 0 for a finite v and NaN for ±∞ and NaN.
 bool all_finite(const float* p, long n) {
@@ -319,79 +343,81 @@ bool winograd3x3(torch::Tensor x, torch::Tensor kern, torch::Tensor bias, torch:
   check_vec(bias, "winograd3x3: bias", cout);
   check_output(y, x, cout, "winograd3x3");
   if (!all_finite(x.data_ptr<float>(), x.numel()) || !all_finite(kern.data_ptr<float>(), kern.numel())) return false;
-  // U[b][ξ] as a Panel (cout × cin, zero bias) per sample and transform position
-  const long pairs = (long)cout * cin;
-  std::vector<float> u((size_t)B * 16 * pairs), zeros(cout, 0.0f);
+  // U[b][ξ]: a Panel (cout × cin, zero bias) per sample and transform position, each kernel transformed straight
+  // into its 24 slots
+  std::vector<Panel> U(B * kXi, Panel(cout, cin));
   const float* K = kern.data_ptr<float>();
-  at::parallel_for(0, B * pairs, 256, [&](long begin, long end) {
-    float one[16];
+  at::parallel_for(0, B * cout, 1, [&](long begin, long end) {
+    float one[kXi];
     for (long t = begin; t < end; ++t) {
-      winograd_kernel(K + t * 9, one);
-      const long b = t / pairs, oc = t % pairs;
-      for (int xi = 0; xi < 16; ++xi) u[(b * 16 + xi) * pairs + oc] = one[xi];
+      const long b = t / cout;
+      const int o = t % cout;
+      for (int c = 0; c < cin; ++c) {
+        winograd_kernel(K + (t * cin + c) * 9, one);
+        const size_t slot = U[0].slot(o, c);
+        for (int xi = 0; xi < kXi; ++xi) U[b * kXi + xi].data[slot] = one[xi];
+      }
     }
-  });
-  std::vector<Panel> U(B * 16, Panel(0, 0));
-  at::parallel_for(0, B * 16, 1, [&](long begin, long end) {
-    for (long t = begin; t < end; ++t) U[t] = gemm_panel(u.data() + t * pairs, zeros.data(), cout, cin);
   });
   const float *X = x.data_ptr<float>(), *Bi = bias.data_ptr<float>();
   float* Y = y.data_ptr<float>();
-  const long TH = (H + 1) / 2, TW = (W + 1) / 2, strips = (TW + kBlock - 1) / kBlock;
+  const long TH = (H + 3) / 4, TW = (W + 1) / 2, strips = (TW + kBlock - 1) / kBlock;
   const long NB = std::min<long>(strips, kStrips);
   const long groups = (strips + NB - 1) / NB;
-  // ξ after ξ in V and M, one cache line more than a ξ's values: a multiple of 4 KB would put all 16 in one L1 set
+  // ξ after ξ in V and M, one cache line more than a ξ's values: a multiple of 4 KB would put them all in one L1 set
   const size_t vstep = (size_t)NB * cin * kBlock + 16, mstep = (size_t)NB * cout * kBlock + 16;
   struct S { std::vector<float> seg, v, m; };
   at::parallel_for(0, B * TH * groups, 1, [&](long begin, long end) {
-    S s{std::vector<float>(2 * kBlock + 2 + kLanes), std::vector<float>(16 * vstep), std::vector<float>(16 * mstep)};
+    S s{std::vector<float>(2 * kBlock + 2 + kLanes), std::vector<float>(kXi * vstep), std::vector<float>(kXi * mstep)};
     for (long t = begin; t < end; ++t) {
       const long b = t / (TH * groups), ty = t / groups % TH, first = t % groups * NB;
       const long nb = std::min<long>(NB, strips - first);
-      // V[ξ][s][c][l] = (Bᵀ·d·B)[ξ] of tile (ty, tx0 + l) of strip s, channel c
+      // V[ξ][s][c][l] = (B₄ᵀ·d·B₂)[ξ] of tile (ty, tx0 + l) of strip s, channel c
       for (long sb = 0; sb < nb; ++sb) {
         const long tx0 = (first + sb) * kBlock;
-        const bool inside = tx0 > 0 && 2 * (tx0 + kBlock) < W;  // every column the strip reads lies in the map
+        // the columns the strip reads, 2·tx0 − 1 …, that lie in the map; border strips read a zero-padded copy
+        const long lo = std::max<long>(0, 1 - 2 * tx0), hi = std::min<long>(2 * kBlock + 2, W + 1 - 2 * tx0);
+        const bool inside = lo == 0 && hi == 2 * kBlock + 2;
         for (int c = 0; c < cin; ++c) {
           const float* plane = X + (b * cin + c) * H * W;
-          vf rows[4][4][kVecs];  // the row transforms Bᵀ-along-x of the patch's four input rows
-          for (int i = 0; i < 4; ++i) {
-            const long yy = 2 * ty - 1 + i;
+          vf rows[6][4][kVecs];  // B₂ᵀ along each of the patch's six input rows
+          for (int i = 0; i < 6; ++i) {
+            const long yy = 4 * ty - 1 + i;
             if (yy < 0 || yy >= H) {
               for (int q = 0; q < 4; ++q)
                 for (int j = 0; j < kVecs; ++j) rows[i][q][j] = vf{};
               continue;
             }
-            // row[2l] is column 2(tx0 + l) − 1, the patch's first column for tile l; border strips read a copy
-            // zero-padded past the map
+            // row[2l] is column 2(tx0 + l) − 1, the patch's first column for tile l
             const float* row = plane + yy * W + 2 * tx0 - 1;
             if (!inside) {
-              for (long q = 0; q < 2 * kBlock + 2; ++q) {
-                const long xx = 2 * tx0 - 1 + q;
-                s.seg[q] = xx >= 0 && xx < W ? row[q] : 0.0f;
-              }
+              std::fill(s.seg.begin(), s.seg.begin() + 2 * kBlock + 2, 0.0f);
+              std::copy(row + lo, row + hi, s.seg.data() + lo);
               row = s.seg.data();
             }
             for (int j = 0; j < kVecs; ++j) {
               const float* r = row + 2 * kLanes * j;
-              const vf lo = load(r), hi = load(r + kLanes), lo2 = load(r + 2), hi2 = load(r + 2 + kLanes);
+              // columns 2l − 1 + {0, 1} and, two further on, 2l − 1 + {2, 3} of tile l, from lanes l of each pair
+              const vf c01 = load(r), c01h = load(r + kLanes), c23 = load(r + 2), c23h = load(r + 2 + kLanes);
               vf q[4];
-              winograd_in4(__builtin_shuffle(lo, hi, kEven), __builtin_shuffle(lo, hi, kOdd),
-                           __builtin_shuffle(lo2, hi2, kEven), __builtin_shuffle(lo2, hi2, kOdd), q);
+              winograd_in4(__builtin_shuffle(c01, c01h, kEven), __builtin_shuffle(c01, c01h, kOdd),
+                           __builtin_shuffle(c23, c23h, kEven), __builtin_shuffle(c23, c23h, kOdd), q);
               for (int k = 0; k < 4; ++k) rows[i][k][j] = q[k];
             }
           }
+          float* v = &s.v[(sb * cin + c) * kBlock];
           for (int k = 0; k < 4; ++k)
             for (int j = 0; j < kVecs; ++j) {
-              vf col[4];
-              winograd_in4(rows[0][k][j], rows[1][k][j], rows[2][k][j], rows[3][k][j], col);
-              for (int i = 0; i < 4; ++i) store(&s.v[(4 * i + k) * vstep + (sb * cin + c) * kBlock + kLanes * j], col[i]);
+              const vf d[6] = {rows[0][k][j], rows[1][k][j], rows[2][k][j], rows[3][k][j], rows[4][k][j], rows[5][k][j]};
+              vf col[6];
+              winograd_in6(d, col);
+              for (int i = 0; i < 6; ++i) store(v + (4 * i + k) * vstep + kLanes * j, col[i]);
             }
         }
       }
       // M[ξ][s] = U[b][ξ] · V[ξ][s]: cout × kBlock per ξ and strip, each weight tile used for every strip
-      for (int xi = 0; xi < 16; ++xi) {
-        const Panel& P = U[b * 16 + xi];
+      for (int xi = 0; xi < kXi; ++xi) {
+        const Panel& P = U[b * kXi + xi];
         over_rows(cout, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
           for (long sb = 0; sb < nb; ++sb) {
             vf acc[ROWS][kVecs];
@@ -402,29 +428,33 @@ bool winograd3x3(torch::Tensor x, torch::Tensor kern, torch::Tensor bias, torch:
           }
         });
       }
-      // Y = Aᵀ·M·A + bias, written where the 2×2 tiles fall inside the map
+      // Y = A₄ᵀ·M·A₂ + bias, written where the 4×2 tiles fall inside the map
       for (long sb = 0; sb < nb; ++sb) {
         const long tx0 = (first + sb) * kBlock;
         const int n = (int)std::min<long>(kBlock, TW - tx0);
         for (int o = 0; o < cout; ++o) {
           const float* m = &s.m[((size_t)sb * cout + o) * kBlock];
-          float out[2][2][kBlock];
+          float out[4][2][kBlock];
           for (int j = 0; j < kVecs; ++j) {
-            vf r0[4], r1[4];  // (Aᵀ·M)[0] and [1] along the transform's rows i
-            for (int i = 0; i < 4; ++i) {
+            vf r[2][6];  // (M·A₂) along the rows, for the tile's two columns, down the transform's six rows i
+            for (int i = 0; i < 6; ++i) {
               const vf m0 = load(m + (4 * i + 0) * mstep + kLanes * j), m1 = load(m + (4 * i + 1) * mstep + kLanes * j),
                        m2 = load(m + (4 * i + 2) * mstep + kLanes * j), m3 = load(m + (4 * i + 3) * mstep + kLanes * j);
-              r0[i] = m0 + m1 + m2, r1[i] = m1 - m2 - m3;
+              r[0][i] = m0 + m1 + m2, r[1][i] = m1 - m2 - m3;
             }
             const vf bv = splat(Bi[o]);
-            store(&out[0][0][kLanes * j], r0[0] + r0[1] + r0[2] + bv);
-            store(&out[0][1][kLanes * j], r1[0] + r1[1] + r1[2] + bv);
-            store(&out[1][0][kLanes * j], r0[1] - r0[2] - r0[3] + bv);
-            store(&out[1][1][kLanes * j], r1[1] - r1[2] - r1[3] + bv);
+            for (int dx = 0; dx < 2; ++dx) {
+              const vf* c = r[dx];
+              const vf sum = c[1] + c[2], dif = c[1] - c[2];
+              store(&out[0][dx][kLanes * j], c[0] + sum + c[3] + c[4] + bv);
+              store(&out[1][dx][kLanes * j], dif + 2.0f * c[3] - 0.5f * c[4] + bv);
+              store(&out[2][dx][kLanes * j], sum + 4.0f * c[3] + 0.25f * c[4] + bv);
+              store(&out[3][dx][kLanes * j], dif + 8.0f * c[3] - 0.125f * c[4] + c[5] + bv);
+            }
           }
           float* plane = Y + (b * cout + o) * H * W;
-          for (int dy = 0; dy < 2; ++dy) {
-            const long yy = 2 * ty + dy;
+          for (int dy = 0; dy < 4; ++dy) {
+            const long yy = 4 * ty + dy;
             if (yy >= H) break;
             float* row = plane + yy * W + 2 * tx0;
             if (n == kBlock && 2 * (tx0 + kBlock) <= W) {

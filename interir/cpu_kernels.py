@@ -9,8 +9,8 @@ when it holds, the kernel instead of their plain forward:
 - the explainable attention's mask and pooling and softmax (`attention`) as one pass, in place of about eight;
 - the EPBlock as ln_conv1x1 → its explainable conv → gate_mean + the channel attention's tiny 1×1 →
   gated_residual → ffn: four passes over memory around the 3×3 convolution instead of about twenty.
-- the explainable convolution's 3×3 products (groups 1) as Winograd's F(2×2, 3×3), `winograd3x3`: 16 products per
-  2×2 output tile instead of 36, within the plain path's float32 error; inputs with a NaN or ±∞ convolve directly.
+- the explainable convolution's 3×3 products (groups 1) as Winograd's F(4×2, 3×3), `winograd3x3`: 24 products per
+  4×2 output tile instead of 72, within the plain path's float32 error; inputs with a NaN or ±∞ convolve directly.
 
 They run only where they give what the plain path gives, to float round-off (tests/test_cpu_kernels.py):
 float32 CPU tensors, no gradient wanted, not under torch.compile / torch.export tracing or CPU autocast, the fast
@@ -191,9 +191,9 @@ def attention(x: Tensor, theta: float, k: int, tau: float) -> Tensor:
 
 
 def winograd3x3(x: Tensor, kernels: Tensor, bias: Tensor | None) -> Tensor | None:
-    """The 3×3 convolution (stride 1, padding 1) of each sample with its own kernel, by Winograd's F(2×2, 3×3):
+    """The 3×3 convolution (stride 1, padding 1) of each sample with its own kernel, by Winograd's F(4×2, 3×3):
     x B×cin×H×W, kernels B×cout×cin×3×3, bias cout or None → B×cout×H×W. None (the caller convolves as before)
-    when x or the kernels hold a NaN or an infinity: the transforms would spread it over whole 2×2 tiles."""
+    when x or the kernels hold a NaN or an infinity: the transforms would spread it over whole 4×2 tiles."""
     x = x.contiguous()
     b, cout = kernels.shape[:2]
     y = _new_output(b, cout, x.shape[2], x.shape[3])

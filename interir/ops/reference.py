@@ -112,7 +112,7 @@ def modulated_conv(x: Tensor, weight: Tensor, bias: Tensor | None, attn: Tensor,
     if b == 0:  # an empty batch: nothing to convolve (a grouped conv cannot have 0 groups)
         return x.new_zeros((0, cout, hh, ww))
     w = _modulated_weight(weight, attn, groups).to(x.dtype)
-    if k == 3 and groups == 1 and cpu_kernels.usable(x, w):  # Winograd F(2×2, 3×3) (docs/performance.md)
+    if k == 3 and groups == 1 and cpu_kernels.usable(x, w):  # Winograd F(4×2, 3×3) (docs/performance.md)
         y = cpu_kernels.winograd3x3(x, w.reshape(b, cout, cin, k, k), bias)
         if y is not None:
             return y
