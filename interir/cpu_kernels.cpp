@@ -278,18 +278,20 @@ void for_blocks(long B, long P, Scratch make, F&& body) {
 constexpr long kStrips = 2;  // strips of kBlock tiles per block, each weight tile read once for all of them
 constexpr int kXi = 24;      // transform positions ξ = 4i + k, i < 6 down the columns, k < 4 along the rows
 
-// U = G₄·g·G₂ᵀ of one 3×3 kernel g (row-major), in float64 and rounded once: u[4i + k].
-void winograd_kernel(const float* g, float* u) {
-  double t[6][3];  // G₄·g
+typedef double vd __attribute__((vector_size(32)));  // four kernels' values, transformed side by side
+
+// U = G₄·g·G₂ᵀ of four 3×3 kernels at once, in float64 (rounded once, when stored): g[t] holds tap t (row-major) of
+// each kernel, u[4i + k] their transforms.
+void winograd_kernels(const vd* g, vd* u) {
+  vd t[6][3];  // G₄·g
   for (int j = 0; j < 3; ++j) {
-    const double g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+    const vd g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
     t[0][j] = g0, t[1][j] = (g0 + g1 + g2) / 6, t[2][j] = (g0 - g1 + g2) / 6;
     t[3][j] = (g0 + 2 * g1 + 4 * g2) / 30, t[4][j] = (16 * g0 - 8 * g1 + 4 * g2) / 15, t[5][j] = g2;
   }
   for (int i = 0; i < 6; ++i) {
-    const double a = t[i][0], b = t[i][1], c = t[i][2];
-    u[4 * i + 0] = (float)a, u[4 * i + 1] = (float)(0.5 * (a + b + c));
-    u[4 * i + 2] = (float)(0.5 * (a - b + c)), u[4 * i + 3] = (float)c;
+    const vd a = t[i][0], b = t[i][1], c = t[i][2];
+    u[4 * i + 0] = a, u[4 * i + 1] = 0.5 * (a + b + c), u[4 * i + 2] = 0.5 * (a - b + c), u[4 * i + 3] = c;
   }
 }
 
@@ -348,14 +350,19 @@ bool winograd3x3(torch::Tensor x, torch::Tensor kern, torch::Tensor bias, torch:
   std::vector<Panel> U(B * kXi, Panel(cout, cin));
   const float* K = kern.data_ptr<float>();
   at::parallel_for(0, B * cout, 1, [&](long begin, long end) {
-    float one[kXi];
     for (long t = begin; t < end; ++t) {
       const long b = t / cout;
       const int o = t % cout;
-      for (int c = 0; c < cin; ++c) {
-        winograd_kernel(K + (t * cin + c) * 9, one);
-        const size_t slot = U[0].slot(o, c);
-        for (int xi = 0; xi < kXi; ++xi) U[b * kXi + xi].data[slot] = one[xi];
+      for (int c0 = 0; c0 < cin; c0 += 4) {
+        const int n = std::min(4, cin - c0);
+        vd g[9] = {}, u[kXi];
+        for (int l = 0; l < n; ++l)
+          for (int tap = 0; tap < 9; ++tap) g[tap][l] = K[(t * cin + c0 + l) * 9 + tap];
+        winograd_kernels(g, u);
+        for (int l = 0; l < n; ++l) {
+          const size_t slot = U[0].slot(o, c0 + l);
+          for (int xi = 0; xi < kXi; ++xi) U[b * kXi + xi].data[slot] = (float)u[xi][l];
+        }
       }
     }
   });

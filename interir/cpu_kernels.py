@@ -31,7 +31,6 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from interir import cpp_build, fast_paths
 from interir.errors import InterIRError
@@ -129,14 +128,13 @@ def usable(*tensors: Tensor) -> bool:
     """Whether the module holding these tensors may run its fused CPU kernel: float32 plain CPU tensors, no
     gradient wanted, no tracing, no CPU autocast, no dispatch mode watching (FlopCounterMode), fast paths on,
     INTERIR_CPU_KERNELS not 0, and the kernels built."""
-    # tracing first: Dynamo would trace into mode()'s cache wrapper (and warn) for an answer that is no anyway
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.compiler.is_exporting():
+    # tracing first: Dynamo would trace into mode()'s cache wrapper (and warn) for an answer that is no anyway;
+    # and FlopCounterMode & co. must see the plain ops the kernels skip
+    if not fast_paths.unobserved():
         return False
     if _forced_off or mode() == "off" or not fast_paths.enabled() or torch.is_grad_enabled():
         return False
     if torch.is_autocast_enabled("cpu"):  # the plain modules run in the autocast dtype; the kernels only in float32
-        return False
-    if _get_current_dispatch_mode() is not None:  # FlopCounterMode & co. must see the plain ops the kernels skip
         return False
     for t in tensors:  # a parameter's requires_grad does not matter with grad off; a FakeTensor is neither type
         if type(t) not in (Tensor, torch.nn.Parameter) or t.device.type != "cpu" or t.dtype != torch.float32:

@@ -4,7 +4,9 @@ The fast paths compute what the plain path computes, with less work (equal to fl
 tests/test_fast_paths.py):
 - the EPBlock's residual updates x + y·β as one fused `addcmul`;
 - the explainable attention without its straight-through surrogate (a sigmoid and three passes) when nothing
-  needs its gradient, which includes every call of the custom op: its backward is the op's own formula.
+  needs its gradient, which includes every call of the custom op: its backward is the op's own formula;
+- an op call that wants no gradient, with nothing tracing or watching it, runs its backend's function directly
+  instead of through its torch.library op (interir/ops/backends.py).
 
     with interir.fast_paths.disabled(): ...      # or INTERIR_FAST_PATHS=0 in the environment
 """
@@ -13,6 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 from typing import Iterator
+
+import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from interir.errors import InterIRError
 
@@ -46,4 +51,14 @@ def disabled(flag: bool = True) -> Iterator[None]:
         _enabled = before
 
 
-__all__ = ["ENV_VAR", "enabled", "disabled"]
+def unobserved() -> bool:
+    """Whether nothing traces or watches the ops about to run: no torch.compile, torch.export or jit tracing, and no
+    dispatch mode (FlopCounterMode, FakeTensorMode & co.). A fast path that skips ops, or their torch.library
+    wrappers, may run only then."""
+    # tracing first: Dynamo would otherwise trace into the checks below for an answer that is no anyway
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.compiler.is_exporting():
+        return False
+    return _get_current_dispatch_mode() is None
+
+
+__all__ = ["ENV_VAR", "enabled", "disabled", "unobserved"]

@@ -183,3 +183,39 @@ def test_training_on_triton_follows_the_reference_loss_curve(tmp_path):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5, msg=name)
         moved += not torch.equal(a.cpu(), init[name])
     assert moved > 0  # the steps did train the network
+
+
+def test_a_call_without_grad_skips_only_the_torch_library_wrapper(monkeypatch):
+    """At inference, with nothing tracing or watching, an op runs its backend's function directly (the same
+    function the torch.library op calls); with a gradient wanted, under FlopCounterMode, or with the fast paths
+    off, it goes through the op."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from interir import fast_paths
+    from interir.ops import backends
+
+    backends.load("reference")
+    op, slot = backends._REGISTRY["reference"]["kron_apply"]
+    calls = []
+    monkeypatch.setitem(backends._REGISTRY["reference"], "kron_apply", (lambda *a: calls.append(1) or op(*a), slot))
+    x, p1, p2 = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 5), torch.randn(2, 3, 4, 4)
+    expected = p1 @ (x @ p2)
+
+    def run(**kw):
+        before = len(calls)
+        y = ops.kron_apply(x, p1, p2, backend="reference", **kw)
+        torch.testing.assert_close(y, expected)
+        return len(calls) - before
+
+    with torch.no_grad():
+        assert run() == 0
+    assert run() == 0  # grad mode on, but no input wants a gradient
+    x.requires_grad_()
+    assert run() == 1
+    with torch.no_grad():
+        assert run() == 0
+        with FlopCounterMode(display=False) as counter:
+            assert run() == 1
+        assert counter.get_total_flops() > 0
+        with fast_paths.disabled():
+            assert run() == 1

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
+from interir import fast_paths
 from interir.errors import BackendNotInstalled  # noqa: F401  (re-exported for backend modules' users)
 
 BACKENDS = ("reference", "triton", "cuda")  # the built-in backends
@@ -274,14 +275,34 @@ def dispatch(op_name: str, device: torch.device, backend: str | None, *args):
         reason = why_not(name, op_name, *args)
         if reason:
             raise BackendUnavailable(f"backend '{name}' cannot run {op_name}: {reason}")
-        return _REGISTRY[name][op_name][0](*args)
+        return _call(name, op_name, args)
     chosen = _auto_chooser.choose(op_name, device, args) if _auto_chooser is not None else "reference"
     if chosen != "reference" and why_not(chosen, op_name, *args) is not None:
         chosen = "reference"  # the class's choice cannot serve this very call (a size limit): the truth can
     reason = why_not(chosen, op_name, *args)
     if reason:
         raise BackendUnavailable(f"no backend can run {op_name} on {device.type} inputs: {reason}")
-    return _REGISTRY[chosen][op_name][0](*args)
+    return _call(chosen, op_name, args)
+
+
+def _call(backend: str, op_name: str, args: tuple):
+    """`backend`'s torch.library op of `op_name` on args; or, where nothing could tell the difference, its forward
+    function directly: no gradient wanted, plain tensors, nothing tracing or watching (fast_paths.unobserved), the
+    fast paths on. The op's wrapper costs tens of µs a call, a sixth of the `small` network's fixed cost per image
+    (docs/performance.md, "The fixed cost of a forward")."""
+    op, slot = _REGISTRY[backend][op_name]
+    if fast_paths.enabled() and _no_grad_wanted(args) and fast_paths.unobserved():
+        return slot.impl.forward(*args)
+    return op(*args)
+
+
+def _no_grad_wanted(args: tuple) -> bool:
+    """Whether the tensors among args are plain tensors (no subclass) of which autograd would record nothing."""
+    grad = torch.is_grad_enabled()
+    for a in args:
+        if isinstance(a, torch.Tensor) and (type(a) not in (torch.Tensor, torch.nn.Parameter) or (grad and a.requires_grad)):
+            return False
+    return True
 
 
 def preload_requested() -> None:
