@@ -15,6 +15,7 @@
 //   gated_residual  x + β·Conv1×1(SimpleGate(u)·s)                    the EPBlock's conv3 and first residual
 //   attention       k²·softmax(adaptive k×k pooling of 1[x > θ])       the explainable attention
 //   winograd3x3     the modulated 3×3 convolution, Winograd F(4×2, 3×3)  the explainable convolution's products
+//   epblock         the calls above for a whole EPBlock with its explainable convolution, without Python between them
 //
 // Only inference: no autograd. Python (interir/cpu_kernels.py) decides when these run.
 #include <torch/extension.h>
@@ -681,6 +682,38 @@ void attention(torch::Tensor x, double theta, int64_t k, double tau, torch::Tens
   });
 }
 
+// epblock: a whole EPBlock (docs/model.md) whose 3×3 convolution is an ExplainableConv (groups 1), x B×c×H×W → y, in
+// one call: ln_conv1x1 → attention → per-sample kernels W ⊙ A → winograd3x3 → gate_mean → the channel attention's
+// 1×1 (addmm) → gated_residual → ffn, the same calls in the same order as the module path of cpu_kernels.epblock, so
+// y equals it bit for bit. Returns false, having written nothing to y, when the Winograd kernel declines (a NaN or an
+// infinity), and the caller runs the module path. Weights come as the modules' own tensors.
+bool epblock(torch::Tensor x, torch::Tensor ln1_w, torch::Tensor ln1_b, double eps1, torch::Tensor w1, torch::Tensor b1,
+             torch::Tensor wt, torch::Tensor bt, double theta, double tau, torch::Tensor sca_w, torch::Tensor sca_b,
+             torch::Tensor w3, torch::Tensor b3, torch::Tensor beta, torch::Tensor ln2_w, torch::Tensor ln2_b,
+             double eps2, torch::Tensor w4, torch::Tensor b4, torch::Tensor w5, torch::Tensor b5, torch::Tensor gamma,
+             torch::Tensor y) {
+  check_map(x, "epblock: x");
+  const long B = x.size(0), c = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK(wt.dim() == 4 && wt.size(0) == 2 * c && wt.size(1) == 2 * c && wt.size(2) == 3 && wt.size(3) == 3,
+              "epblock: expected a 2c×2c×3×3 explainable convolution");
+  const auto vec = [](const torch::Tensor& t) { return t.reshape({-1}).contiguous(); };
+  const auto mat = [](const torch::Tensor& t) { return t.reshape({t.size(0), -1}).contiguous(); };
+  torch::Tensor u = torch::empty({B, 2 * c, H, W}, x.options());
+  ln_conv1x1(x, vec(ln1_w), vec(ln1_b), eps1, mat(w1), vec(b1), u);
+  torch::Tensor attn = torch::empty({B, 2 * c, 3, 3}, x.options());
+  attention(u, theta, 3, tau, attn);
+  const torch::Tensor kern = (wt.reshape({1, 2 * c, 2 * c, 3, 3}) * attn.reshape({B, 1, 2 * c, 3, 3})).contiguous();
+  torch::Tensor v = torch::empty_like(u);
+  if (!winograd3x3(u, kern, vec(bt), v)) return false;
+  torch::Tensor mean = torch::empty({B, c}, x.options());
+  gate_mean(v, mean);
+  const torch::Tensor s = at::addmm(vec(sca_b), mean, mat(sca_w).t()).contiguous();
+  torch::Tensor x1 = torch::empty_like(x);
+  gated_residual(x, v, s, mat(w3), vec(b3), vec(beta), x1);
+  ffn(x1, vec(ln2_w), vec(ln2_b), eps2, mat(w4), vec(b4), mat(w5), vec(b5), vec(gamma), y);
+  return true;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "interir's fused float32 CPU kernels for inference (docs/performance.md)";
   m.def("convs", &convs, "Conv1x1 -> ReLU -> Conv1x1");
@@ -688,6 +721,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ln_conv1x1", &ln_conv1x1, "Conv1x1(LayerNorm(x))");
   m.def("gate_mean", &gate_mean, "pixel mean of SimpleGate(u)");
   m.def("gated_residual", &gated_residual, "x + beta * Conv1x1(SimpleGate(u) * s)");
-  m.def("winograd3x3", &winograd3x3, "3x3 convolution with per-sample kernels, Winograd F(2x2, 3x3)");
+  m.def("winograd3x3", &winograd3x3, "3x3 convolution with per-sample kernels, Winograd F(4x2, 3x3)");
+  m.def("epblock", &epblock, "an EPBlock with its explainable 3x3 convolution, in one call");
   m.def("attention", &attention, "k^2 softmax of the adaptive k x k average pooling of 1[x > theta]");
 }

@@ -200,8 +200,20 @@ def winograd3x3(x: Tensor, kernels: Tensor, bias: Tensor | None) -> Tensor | Non
 
 
 def epblock(block, x: Tensor) -> Tensor:
-    """An EPBlock (docs/model.md) of x: B×c×H×W → B×c×H×W, its 3×3 convolution by the block's own module."""
+    """An EPBlock (docs/model.md) of x: B×c×H×W → B×c×H×W. With an explainable 3×3 convolution (groups 1, not
+    recording its explanation) that the reference backend serves, the whole block is one C++ call; otherwise its 3×3
+    convolution runs as the block's own module between the kernels."""
     x = x.contiguous()
+    conv = block.conv2
+    if _in_one_call(conv):
+        y = _new_output(*x.shape)
+        bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+        sca, n1, n2 = block.sca[1], block.norm1, block.norm2
+        if _module.epblock(x, n1.weight, n1.bias, n1.eps, block.conv1.weight, block.conv1.bias, conv.weight, bias,
+                           float(conv.theta), conv.tau, sca.weight, sca.bias, block.conv3.weight, block.conv3.bias,
+                           block.beta, n2.weight, n2.bias, n2.eps, block.conv4.weight, block.conv4.bias,
+                           block.conv5.weight, block.conv5.bias, block.gamma, y):
+            return y  # else a NaN or ±∞ reached the 3×3 convolution: the module path below convolves it directly
     b, c, h, w = x.shape
     u = _new_output(b, 2 * c, h, w)
     _module.ln_conv1x1(x, _vec(block.norm1.weight), _vec(block.norm1.bias), block.norm1.eps,
@@ -217,6 +229,15 @@ def epblock(block, x: Tensor) -> Tensor:
     _module.ffn(x1, _vec(block.norm2.weight), _vec(block.norm2.bias), block.norm2.eps, _flat(block.conv4.weight),
                 _vec(block.conv4.bias), _flat(block.conv5.weight), _vec(block.conv5.bias), _vec(block.gamma), y)
     return y
+
+
+def _in_one_call(conv) -> bool:
+    """Whether `epblock` may run the block's 3×3 convolution inside its one C++ call: an ExplainableConv (it has a
+    θ) of kernel 3, groups 1, one θ, not recording its explanation, on the reference backend."""
+    from interir.ops import backends  # here: interir.ops imports this module
+
+    return (getattr(conv, "record", None) is False and getattr(conv, "kernel_size", None) == 3
+            and getattr(conv, "groups", None) == 1 and conv.theta.numel() == 1 and backends.reference_serves("cpu"))
 
 
 __all__ = ["ENV_VAR", "mode", "load", "status", "unavailable_reason", "usable", "disabled", "convs", "attention", "winograd3x3", "epblock"]

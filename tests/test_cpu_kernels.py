@@ -92,6 +92,28 @@ def test_epblock_kernels(kernels, c, b, h, w):
     assert_within_roundoff(fast, block, x)
 
 
+@pytest.mark.parametrize("b, h, w", [(2, 7, 9), (1, 34, 33)])
+def test_the_epblock_in_one_call_equals_its_module_path_bit_for_bit(kernels, monkeypatch, b, h, w):
+    """The one C++ call makes the module path's kernel calls in the same order, so its output is identical; it is
+    taken (the explainable convolution's module never runs) unless the convolution records its explanation."""
+    block = randomize(EPBlock(10))
+    block.conv2.theta.data.fill_(0.1)  # a mask that is neither all ones nor all zeros
+    calls = []
+    block.conv2.register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(b, 10, h, w)
+    with torch.no_grad():
+        one_call = block(x)
+        assert calls == []
+        block.conv2.record = True
+        recorded = block(x)
+        assert calls == [1] and block.conv2.last_attention is not None
+        block.conv2.record = False
+        monkeypatch.setattr(cpu_kernels, "_in_one_call", lambda conv: False)
+        modules = block(x)
+    assert len(calls) == 2
+    assert torch.equal(one_call, modules) and torch.equal(one_call, recorded)
+
+
 @pytest.mark.parametrize("variant", [dict(explainable=False), dict(explainable=False, depthwise=True)])
 def test_epblock_kernels_with_the_ablations_spatial_convs(kernels, variant):
     block = randomize(EPBlock(12, **variant))

@@ -184,6 +184,16 @@ def auto_devices(name: str) -> tuple[str, ...]:
     return () if name == "reference" else _AUTO_DEVICES.get(name, ("cuda",))
 
 
+def reference_serves(device_type: str) -> bool:
+    """Whether an op called now on `device_type` runs on the reference: it is the backend asked for, or it is `auto`
+    and no backend is measured against the reference on that device type (every CPU, unless a registered backend
+    says otherwise). A caller that would skip the ops for the reference's own fused CPU kernels asks this first."""
+    name = current_backend()
+    if name == "reference":
+        return True
+    return name == "auto" and not any(device_type in auto_devices(b) for b in backend_names())
+
+
 def set_auto_chooser(chooser) -> None:
     """Install `auto`'s chooser: an object with .choose(op, device, args) -> a backend name (interir/ops/auto.py)."""
     global _auto_chooser
