@@ -168,7 +168,7 @@ def test_winograd_equals_the_direct_convolution(kernels, cin, cout, b, h, w, wit
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 @pytest.mark.parametrize("where", ["input", "kernel"])
 def test_winograd_leaves_a_non_finite_value_to_the_direct_convolution(kernels, bad, where):
-    """A NaN or ±∞ would spread over whole 2×2 tiles in the transforms: the kernel declines, and the op's
+    """A NaN or ±∞ would spread over whole 4×2 tiles in the transforms: the kernel declines, and the op's
     output has exactly the plain path's non-finite elements."""
     x, weights = torch.randn(1, 6, 9, 10), torch.randn(1, 5, 6, 3, 3)
     (x[0, 2, 4, 4:5] if where == "input" else weights[0, 1, 2, 1, 1:2]).fill_(bad)
