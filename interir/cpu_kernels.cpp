@@ -15,6 +15,7 @@
 //   gated_residual  x + β·Conv1×1(SimpleGate(u)·s)                    the EPBlock's conv3 and first residual
 //   attention       k²·softmax(adaptive k×k pooling of 1[x > θ])       the explainable attention
 //   winograd3x3     the modulated 3×3 convolution, Winograd F(4×2, 3×3)  the explainable convolution's products
+//   epblock_tail    gate_mean → the channel attention's 1×1 → gated_residual → ffn   the EPBlock after its 3×3 conv
 //   epblock         the calls above for a whole EPBlock with its explainable convolution, without Python between them
 //
 // Only inference: no autograd. Python (interir/cpu_kernels.py) decides when these run.
@@ -77,7 +78,7 @@ struct Panel {
   const float* tile(int first) const { return data.data() + (size_t)first * (K + 1); }
   // Where `gemm_panel`'s tiling (kRows rows, then the remainder) stores the weight of row r, input channel k.
   size_t slot(int r, int k) const {
-    const int first = std::min(r / kRows * kRows, rows / kRows * kRows), R = std::min(kRows, rows - first);
+    const int first = r / kRows * kRows, R = std::min(kRows, rows - first);
     return (size_t)first * (K + 1) + R + (size_t)k * R + (r - first);
   }
 };
@@ -682,11 +683,31 @@ void attention(torch::Tensor x, double theta, int64_t k, double tau, torch::Tens
   });
 }
 
-// epblock: a whole EPBlock (docs/model.md) whose 3×3 convolution is an ExplainableConv (groups 1), x B×c×H×W → y, in
-// one call: ln_conv1x1 → attention → per-sample kernels W ⊙ A → winograd3x3 → gate_mean → the channel attention's
-// 1×1 (addmm) → gated_residual → ffn, the same calls in the same order as the module path of cpu_kernels.epblock, so
-// y equals it bit for bit. Returns false, having written nothing to y, when the Winograd kernel declines (a NaN or an
-// infinity), and the caller runs the module path. Weights come as the modules' own tensors.
+torch::Tensor flat_vec(const torch::Tensor& t) { return t.reshape({-1}).contiguous(); }
+torch::Tensor flat_mat(const torch::Tensor& t) { return t.reshape({t.size(0), -1}).contiguous(); }  // a 1×1 weight
+
+// epblock_tail: the EPBlock after its 3×3 convolution (docs/model.md), x B×c×H×W and v = conv2(…) B×2c×H×W → y:
+// gate_mean → the channel attention's 1×1 on the means (addmm) → gated_residual → ffn. Weights come as the modules'
+// own tensors.
+void epblock_tail(torch::Tensor x, torch::Tensor v, torch::Tensor sca_w, torch::Tensor sca_b, torch::Tensor w3,
+                  torch::Tensor b3, torch::Tensor beta, torch::Tensor ln2_w, torch::Tensor ln2_b, double eps2,
+                  torch::Tensor w4, torch::Tensor b4, torch::Tensor w5, torch::Tensor b5, torch::Tensor gamma,
+                  torch::Tensor y) {
+  check_map(x, "epblock_tail: x");
+  torch::Tensor mean = torch::empty({x.size(0), x.size(1)}, x.options());
+  gate_mean(v, mean);
+  const torch::Tensor s = at::addmm(flat_vec(sca_b), mean, flat_mat(sca_w).t()).contiguous();
+  torch::Tensor x1 = torch::empty_like(x);
+  gated_residual(x, v, s, flat_mat(w3), flat_vec(b3), flat_vec(beta), x1);
+  ffn(x1, flat_vec(ln2_w), flat_vec(ln2_b), eps2, flat_mat(w4), flat_vec(b4), flat_mat(w5), flat_vec(b5),
+      flat_vec(gamma), y);
+}
+
+// epblock: a whole EPBlock whose 3×3 convolution is an ExplainableConv (groups 1), x B×c×H×W → y, in one call:
+// ln_conv1x1 → attention → per-sample kernels W ⊙ A → winograd3x3 → epblock_tail, the calls of the module path of
+// cpu_kernels.epblock in the same order, so y equals it bit for bit. Returns false, having written nothing to y,
+// when the Winograd kernel declines (a NaN or an infinity), and the caller runs the module path. The tail's weights
+// follow θ and τ as epblock_tail takes them.
 bool epblock(torch::Tensor x, torch::Tensor ln1_w, torch::Tensor ln1_b, double eps1, torch::Tensor w1, torch::Tensor b1,
              torch::Tensor wt, torch::Tensor bt, double theta, double tau, torch::Tensor sca_w, torch::Tensor sca_b,
              torch::Tensor w3, torch::Tensor b3, torch::Tensor beta, torch::Tensor ln2_w, torch::Tensor ln2_b,
@@ -696,21 +717,14 @@ bool epblock(torch::Tensor x, torch::Tensor ln1_w, torch::Tensor ln1_b, double e
   const long B = x.size(0), c = x.size(1), H = x.size(2), W = x.size(3);
   TORCH_CHECK(wt.dim() == 4 && wt.size(0) == 2 * c && wt.size(1) == 2 * c && wt.size(2) == 3 && wt.size(3) == 3,
               "epblock: expected a 2c×2c×3×3 explainable convolution");
-  const auto vec = [](const torch::Tensor& t) { return t.reshape({-1}).contiguous(); };
-  const auto mat = [](const torch::Tensor& t) { return t.reshape({t.size(0), -1}).contiguous(); };
   torch::Tensor u = torch::empty({B, 2 * c, H, W}, x.options());
-  ln_conv1x1(x, vec(ln1_w), vec(ln1_b), eps1, mat(w1), vec(b1), u);
+  ln_conv1x1(x, flat_vec(ln1_w), flat_vec(ln1_b), eps1, flat_mat(w1), flat_vec(b1), u);
   torch::Tensor attn = torch::empty({B, 2 * c, 3, 3}, x.options());
   attention(u, theta, 3, tau, attn);
   const torch::Tensor kern = (wt.reshape({1, 2 * c, 2 * c, 3, 3}) * attn.reshape({B, 1, 2 * c, 3, 3})).contiguous();
   torch::Tensor v = torch::empty_like(u);
-  if (!winograd3x3(u, kern, vec(bt), v)) return false;
-  torch::Tensor mean = torch::empty({B, c}, x.options());
-  gate_mean(v, mean);
-  const torch::Tensor s = at::addmm(vec(sca_b), mean, mat(sca_w).t()).contiguous();
-  torch::Tensor x1 = torch::empty_like(x);
-  gated_residual(x, v, s, mat(w3), vec(b3), vec(beta), x1);
-  ffn(x1, vec(ln2_w), vec(ln2_b), eps2, mat(w4), vec(b4), mat(w5), vec(b5), vec(gamma), y);
+  if (!winograd3x3(u, kern, flat_vec(bt), v)) return false;
+  epblock_tail(x, v, sca_w, sca_b, w3, b3, beta, ln2_w, ln2_b, eps2, w4, b4, w5, b5, gamma, y);
   return true;
 }
 
@@ -722,6 +736,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gate_mean", &gate_mean, "pixel mean of SimpleGate(u)");
   m.def("gated_residual", &gated_residual, "x + beta * Conv1x1(SimpleGate(u) * s)");
   m.def("winograd3x3", &winograd3x3, "3x3 convolution with per-sample kernels, Winograd F(4x2, 3x3)");
+  m.def("epblock_tail", &epblock_tail, "an EPBlock after its 3x3 convolution");
   m.def("epblock", &epblock, "an EPBlock with its explainable 3x3 convolution, in one call");
   m.def("attention", &attention, "k^2 softmax of the adaptive k x k average pooling of 1[x > theta]");
 }

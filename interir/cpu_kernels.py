@@ -204,31 +204,25 @@ def epblock(block, x: Tensor) -> Tensor:
     recording its explanation) that the reference backend serves, the whole block is one C++ call; otherwise its 3×3
     convolution runs as the block's own module between the kernels."""
     x = x.contiguous()
-    conv = block.conv2
+    conv, n1 = block.conv2, block.norm1
+    y = _new_output(*x.shape)
     if _in_one_call(conv):
-        y = _new_output(*x.shape)
         bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
-        sca, n1, n2 = block.sca[1], block.norm1, block.norm2
         if _module.epblock(x, n1.weight, n1.bias, n1.eps, block.conv1.weight, block.conv1.bias, conv.weight, bias,
-                           float(conv.theta), conv.tau, sca.weight, sca.bias, block.conv3.weight, block.conv3.bias,
-                           block.beta, n2.weight, n2.bias, n2.eps, block.conv4.weight, block.conv4.bias,
-                           block.conv5.weight, block.conv5.bias, block.gamma, y):
+                           float(conv.theta), conv.tau, *_tail_weights(block), y):
             return y  # else a NaN or ±∞ reached the 3×3 convolution: the module path below convolves it directly
     b, c, h, w = x.shape
     u = _new_output(b, 2 * c, h, w)
-    _module.ln_conv1x1(x, _vec(block.norm1.weight), _vec(block.norm1.bias), block.norm1.eps,
-                       _flat(block.conv1.weight), _vec(block.conv1.bias), u)
-    u = block.conv2(u).contiguous()
-    mean = _new_output(b, c)
-    _module.gate_mean(u, mean)
-    sca = block.sca[1]
-    s = torch.addmm(_vec(sca.bias), mean, _flat(sca.weight).t())  # the channel attention's 1×1 on the means
-    x1 = _new_output(b, c, h, w)
-    _module.gated_residual(x, u, s.contiguous(), _flat(block.conv3.weight), _vec(block.conv3.bias), _vec(block.beta), x1)
-    y = _new_output(b, c, h, w)
-    _module.ffn(x1, _vec(block.norm2.weight), _vec(block.norm2.bias), block.norm2.eps, _flat(block.conv4.weight),
-                _vec(block.conv4.bias), _flat(block.conv5.weight), _vec(block.conv5.bias), _vec(block.gamma), y)
+    _module.ln_conv1x1(x, _vec(n1.weight), _vec(n1.bias), n1.eps, _flat(block.conv1.weight), _vec(block.conv1.bias), u)
+    _module.epblock_tail(x, conv(u).contiguous(), *_tail_weights(block), y)
     return y
+
+
+def _tail_weights(block) -> tuple:
+    """The EPBlock's tensors after its 3×3 convolution, in the order the C++ `epblock_tail` takes them."""
+    sca, n2 = block.sca[1], block.norm2
+    return (sca.weight, sca.bias, block.conv3.weight, block.conv3.bias, block.beta, n2.weight, n2.bias, n2.eps,
+            block.conv4.weight, block.conv4.bias, block.conv5.weight, block.conv5.bias, block.gamma)
 
 
 def _in_one_call(conv) -> bool:
