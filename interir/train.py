@@ -20,6 +20,7 @@ import copy
 import itertools
 from dataclasses import dataclass
 import json
+import math
 import os
 import random
 import time
@@ -395,8 +396,9 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
                 with autocast:
                     out = net(x, return_stages=True) if run.loss_fn.needs_stages else net(x)
                 loss = run.loss_fn(out, y)
-                if not torch.isfinite(loss):
-                    raise InterIRError(f"loss became {loss.item()} at step {step + 1}; lower train.optim.lr or "
+                value = _batch_loss(loss, world)
+                if not math.isfinite(value):  # every process sees the same value, so all of them stop here
+                    raise InterIRError(f"loss became {value} at step {step + 1}; lower train.optim.lr or "
                                        f"enable train.grad_clip")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -407,7 +409,6 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
                     ema.update(model)
                 step += 1
                 seen += x.shape[0] * world
-                value = loss.detach().item()
                 losses.append(value)
                 bar.update(1)
                 if run.main and ops.auto_choices() != logged_choices:
@@ -439,6 +440,17 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
         bar.close()
         log.close()
     return losses
+
+
+def _batch_loss(loss: torch.Tensor, world: int) -> float:
+    """The loss of the step's whole batch: with `world` processes, each holding an equal share of it, the mean of
+    their losses (one all-reduce), so that the log and the returned losses do not depend on the process count."""
+    value = loss.detach()
+    if world > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value = value / world
+    return value.item()
 
 
 def _stage_line(plan: list[Stage], step: int, world: int) -> str:
