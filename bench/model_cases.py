@@ -145,15 +145,19 @@ PHASES = ("forward", "loss", "backward", "clip + adam")
 
 
 def make_train_step(base: nn.Module, network: str, x: torch.Tensor, y: torch.Tensor, dtype_name: str,
-                    backend: str, compiled: bool, split: list[dict[str, float]] | None = None) -> TrainStep:
+                    backend: str, compiled: bool, split: list[dict[str, float]] | None = None,
+                    wrap: Callable[[nn.Module], nn.Module] | None = None) -> TrainStep:
     """A copy of `base` on x's device with its own Adam, and a callable doing one training step on (x, y).
-    `split`: a list that gets, per step, {phase: seconds} for PHASES (the device synchronised between them)."""
+    `split`: a list that gets, per step, {phase: seconds} for PHASES (the device synchronised between them).
+    `wrap`: what the forward runs through instead of the copy itself (DistributedDataParallel, for one process of
+    several)."""
     model = copy.deepcopy(base).to(x.device).train()
     tcfg = DEFAULTS["train"]
     optim = tcfg["optim"]
     optimizer = make_optimizer(model.parameters(), optim, optim["lr"])
     loss_fn = Loss(tcfg["loss"], model_entry(network))
-    net = torch.compile(model) if compiled else model
+    net = wrap(model) if wrap is not None else model
+    net = torch.compile(net) if compiled else net
     clip = tcfg["grad_clip"]
 
     def mark(marks: list[float]) -> None:

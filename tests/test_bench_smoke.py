@@ -178,6 +178,22 @@ def test_train_step_bench_splits_the_step(capsys):
     assert "eager: step" in out and "compiled" not in out
 
 
+def test_train_step_bench_times_the_step_over_two_processes(capsys):
+    from bench import train_step
+
+    argv = ["--preset", "tiny", "--batch", "2", "--size", "32", "--steps", "2", "--threads", "2", "--processes", "2",
+            "--plain"]
+    assert train_step.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "plain: step" in out and "eager / plain:" in out
+    line = next(t for t in out.splitlines() if t.startswith("2 processes"))
+    assert "batch 1 each: step" in line and "× eager's speed" in line and "× plain's speed" in line
+    gap = float(line.rsplit("largest ", 1)[1])
+    assert gap < 1e-5  # the same steps as the one process's, to float round-off
+    with pytest.raises(SystemExit):
+        train_step.main(["--batch", "3", "--processes", "2"])
+
+
 def test_cpu_kernels_bench_times_every_piece(capsys):
     from bench import cpu_kernels as bench_cpu_kernels
     from interir import cpu_kernels
