@@ -28,6 +28,7 @@ import torch.multiprocessing as mp
 
 from bench.model_cases import PLAIN, build_network, make_train_step
 from interir.cpu_malloc import keep_freed_memory
+from interir.train import batch_loss
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,10 +122,9 @@ def _process(rank: int, world: int, port: int, base, x, y, threads: int, steps: 
     times, losses = [], []
     for _ in range(steps):
         started = time.perf_counter()
-        loss = step()
-        dist.all_reduce(loss)  # the whole batch's loss: the mean of the equal shares' losses
+        loss = batch_loss(step(), world)  # as `interir train` logs it: the whole batch's
         times.append(time.perf_counter() - started)
-        losses.append(loss.item() / world)
+        losses.append(loss)
     if rank == 0:
         torch.save({"times": times, "losses": losses}, out)
     dist.destroy_process_group()

@@ -396,7 +396,7 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
                 with autocast:
                     out = net(x, return_stages=True) if run.loss_fn.needs_stages else net(x)
                 loss = run.loss_fn(out, y)
-                value = _batch_loss(loss, world)
+                value = batch_loss(loss, world)
                 if not math.isfinite(value):  # every process sees the same value, so all of them stop here
                     raise InterIRError(f"loss became {value} at step {step + 1}; lower train.optim.lr or "
                                        f"enable train.grad_clip")
@@ -442,7 +442,7 @@ def _loop(run: Run, start: int, progress: bool, stop_at: int | None) -> list[flo
     return losses
 
 
-def _batch_loss(loss: torch.Tensor, world: int) -> float:
+def batch_loss(loss: torch.Tensor, world: int) -> float:
     """The loss of the step's whole batch: with `world` processes, each holding an equal share of it, the mean of
     their losses (one all-reduce), so that the log and the returned losses do not depend on the process count."""
     value = loss.detach()

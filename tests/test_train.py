@@ -112,34 +112,25 @@ def _free_port() -> int:
 
 
 def _ddp_worker(rank, world, port, cfg, out):
+    """One process of `world`: trains `cfg` and saves its losses and weights to out/rank<rank>.pt."""
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     result = train(cfg, progress=False)
-    torch.save({k: v.clone() for k, v in result["model"].state_dict().items()}, f"{out}/rank{rank}.pt")
+    torch.save({"losses": result["losses"],
+                "weights": {k: v.clone() for k, v in result["model"].state_dict().items()}}, f"{out}/rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
 def test_ddp_two_processes_keep_parameters_identical(tmp_path):
     cfg = _cfg(tmp_path, **{"train.total_iter": 3})
     mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
-    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    a, b = torch.load(tmp_path / "rank0.pt")["weights"], torch.load(tmp_path / "rank1.pt")["weights"]
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
     init = __import__("interir").build_model("tiny")
     assert any(not torch.equal(a[k], v) for k, v in init.state_dict().items())  # it did train
-
-
-def _split_worker(rank, world, port, cfg, out):
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    result = train(cfg, progress=False)
-    if rank == 0:
-        torch.save({"losses": result["losses"],
-                    "weights": {k: v.clone() for k, v in result["model"].state_dict().items()}}, f"{out}/split.pt")
-    torch.distributed.destroy_process_group()
 
 
 def test_two_processes_with_half_batches_train_as_one_process(tmp_path):
@@ -149,8 +140,8 @@ def test_two_processes_with_half_batches_train_as_one_process(tmp_path):
     steps = {"train.total_iter": 4, "train.ema_decay": 0}
     one = train(_cfg(tmp_path / "one", **steps, **{"datasets.train.batch_size_per_gpu": 4}), progress=False)
     two = _cfg(tmp_path / "two", **steps)  # batch_size_per_gpu 2
-    mp.spawn(_split_worker, args=(2, _free_port(), two, str(tmp_path)), nprocs=2, join=True)
-    split = torch.load(tmp_path / "split.pt")
+    mp.spawn(_ddp_worker, args=(2, _free_port(), two, str(tmp_path)), nprocs=2, join=True)
+    split = torch.load(tmp_path / "rank0.pt")
     np.testing.assert_allclose(split["losses"], one["losses"], rtol=1e-5)
     assert len(set(one["losses"])) == 4  # the steps read different samples
     for (name, a), b in zip(one["model"].state_dict().items(), split["weights"].values()):
