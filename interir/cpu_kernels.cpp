@@ -15,10 +15,13 @@
 //   gated_residual  x + β·Conv1×1(SimpleGate(u)·s)                    the EPBlock's conv3 and first residual
 //   attention       k²·softmax(adaptive k×k pooling of 1[x > θ])       the explainable attention
 //   winograd3x3     the modulated 3×3 convolution, Winograd F(4×2, 3×3)  the explainable convolution's products
+//   winograd3x3_grad  its weight and attention gradients, F(4×2, 3×3) transposed  the same, in training
 //   epblock_tail    gate_mean → the channel attention's 1×1 → gated_residual → ffn   the EPBlock after its 3×3 conv
 //   epblock         the calls above for a whole EPBlock with its explainable convolution, without Python between them
 //
-// Only inference: no autograd. Python (interir/cpu_kernels.py) decides when these run.
+// No autograd here. Inference runs them all; training runs winograd3x3 (the modulated convolution's forward and its
+// gradient with respect to x) and winograd3x3_grad inside the op's forward and backward. Python
+// (interir/cpu_kernels.py, interir/ops/reference.py) decides when these run.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -26,6 +29,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -482,6 +486,241 @@ bool winograd3x3(torch::Tensor x, torch::Tensor kern, torch::Tensor bias, torch:
   return true;
 }
 
+// ------------------------------------------------------------------------------------------------------------------
+// winograd3x3_grad: the modulated 3×3 convolution's weight and attention gradients, for training (docs/performance.md,
+// "The Winograd backward"). With sample b's kernel K_b = W ⊙ A_b, its gradient dK_b[o][c] = Σ_p dy[b,o,p]·x[b,c,p+t]
+// is the forward's F(4×2, 3×3) transposed: a tile's Y = A₄ᵀ·(U ⊙ V)·A₂ is linear in U = G₄·g·G₂ᵀ, so
+// dU = (A₄·dY·A₂ᵀ) ⊙ V and dg = G₄ᵀ·dU·G₂. Summed over the T tiles in the transform domain, that is 24 matrix
+// products M[ξ] = Σ_t Ŷ[ξ][t]ᵀ·V[ξ][t] (cout × cin, over the tiles) and then dK = G₄ᵀ·M·G₂ per (o, c): 24 products
+// per tile and channel pair instead of 72. From dK_b: dW = Σ_b dK_b ⊙ A_b (samples in order) and
+// dA_b = Σ_o dK_b ⊙ W. The products run over the tiles, so here the channels sit in the vector lanes: each sample's
+// maps are first copied channels-last. The gradient with respect to x is the forward kernel itself, run on dy with
+// the kernels transposed and flipped (interir/cpu_kernels.py).
+// ------------------------------------------------------------------------------------------------------------------
+
+namespace {
+
+// Ŷ = A₄·e·A₂ᵀ of one 4×2 tile of output gradients e[2·row + column] → yh[4i + k] (i < 6, k < 4).
+ALWAYS_INLINE void winograd_grad_out(const vf* e, vf* yh) {
+  vf c[2][6];  // A₄ down each of the tile's two columns
+  for (int j = 0; j < 2; ++j) {
+    const vf e0 = e[j], e1 = e[2 + j], e2 = e[4 + j], e3 = e[6 + j];
+    c[j][0] = e0, c[j][1] = e0 + e1 + e2 + e3, c[j][2] = e0 - e1 + e2 - e3;
+    c[j][3] = e0 + 2.0f * e1 + 4.0f * e2 + 8.0f * e3, c[j][4] = e0 - 0.5f * e1 + 0.25f * e2 - 0.125f * e3;
+    c[j][5] = e3;
+  }
+  for (int i = 0; i < 6; ++i) {  // A₂ᵀ along the rows: (r0, r0 + r1, r0 − r1, −r1)
+    const vf r0 = c[0][i], r1 = c[1][i];
+    yh[4 * i] = r0, yh[4 * i + 1] = r0 + r1, yh[4 * i + 2] = r0 - r1, yh[4 * i + 3] = -r1;
+  }
+}
+
+// dg = G₄ᵀ·m·G₂ of 24 transform values m[4i + k] → dk[3·row + column].
+ALWAYS_INLINE void winograd_grad_kernel(const vf* m, vf* dk) {
+  vf n[6][3];  // G₂ along the rows
+  for (int i = 0; i < 6; ++i) {
+    const vf s = 0.5f * (m[4 * i + 1] + m[4 * i + 2]), d = 0.5f * (m[4 * i + 1] - m[4 * i + 2]);
+    n[i][0] = m[4 * i] + s, n[i][1] = d, n[i][2] = s + m[4 * i + 3];
+  }
+  for (int j = 0; j < 3; ++j) {  // G₄ down the columns
+    const vf s = (n[1][j] + n[2][j]) * (1.0f / 6), d = (n[1][j] - n[2][j]) * (1.0f / 6);
+    dk[j] = n[0][j] + s + n[3][j] * (1.0f / 30) + n[4][j] * (16.0f / 15);
+    dk[3 + j] = d + n[3][j] * (1.0f / 15) - n[4][j] * (8.0f / 15);
+    dk[6 + j] = s + n[3][j] * (2.0f / 15) + n[4][j] * (4.0f / 15) + n[5][j];
+  }
+}
+
+// acc[r][j] = Σ_k w[k·ldw + r] · in[k·ldin + kLanes·j …]: a register tile of ROWS rows over K, both operands strided.
+template <int ROWS>
+ALWAYS_INLINE void dot_strided(const float* w, long ldw, long K, const float* in, long ldin, vf (&acc)[ROWS][kVecs]) {
+  for (int r = 0; r < ROWS; ++r)
+    for (int j = 0; j < kVecs; ++j) acc[r][j] = vf{};
+  for (long k = 0; k < K; ++k, w += ldw, in += ldin) {
+    vf xv[kVecs];
+    for (int j = 0; j < kVecs; ++j) xv[j] = load(in + kLanes * j);
+    for (int r = 0; r < ROWS; ++r) {
+      const vf wv = splat(w[r]);
+      for (int j = 0; j < kVecs; ++j) acc[r][j] += wv * xv[j];
+    }
+  }
+}
+
+// Runs f.template operator()<R>() for a run-time R in 1 … kRows.
+template <class F>
+ALWAYS_INLINE void with_rows(int R, F&& f) {
+  switch (R) {
+    case 1: f.template operator()<1>(); break;
+    case 2: f.template operator()<2>(); break;
+    case 3: f.template operator()<3>(); break;
+    case 4: f.template operator()<4>(); break;
+    case 5: f.template operator()<5>(); break;
+    default: f.template operator()<kRows>(); break;
+  }
+}
+static_assert(kRows == 6, "with_rows covers 1 … 6 rows");
+
+// Sample b's C maps of P pixels (X + b·C·P) → out[(b·P + p)·ld + c], channels-last, for the samples b0 … b1 − 1; the
+// lanes C … ld − 1 are zeroed. In blocks of 16 pixels, so that the 16 output rows being written stay in L1.
+void channels_last(const float* X, long C, long P, long b0, long b1, float* out, long ld) {
+  constexpr long kPix = 16;
+  const long blocks = (P + kPix - 1) / kPix;
+  at::parallel_for(b0 * blocks, b1 * blocks, 1, [&](long begin, long end) {
+    for (long task = begin; task < end; ++task) {
+      const long b = task / blocks, p0 = task % blocks * kPix, p1 = std::min(P, p0 + kPix);
+      float* dst = out + (b * P) * ld;
+      for (long c = 0; c < C; ++c) {
+        const float* src = X + (b * C + c) * P;
+        for (long p = p0; p < p1; ++p) dst[p * ld + c] = src[p];
+      }
+      for (long p = p0; p < p1; ++p) std::fill(dst + p * ld + C, dst + (p + 1) * ld, 0.0f);
+    }
+  });
+}
+
+}  // namespace
+
+// winograd3x3_grad: x B×cin×H×W, dy B×cout×H×W (the output's gradient), weight cout×cin×3×3, attn B×cin×3×3 →
+// dweight cout×cin×3×3 and dattn B×cin×3×3, overwritten. Returns false, writing nothing, when x or dy holds a NaN or
+// an infinity (the transforms would spread it over whole tiles; the caller convolves directly then).
+bool winograd3x3_grad(torch::Tensor x, torch::Tensor dy, torch::Tensor weight, torch::Tensor attn,
+                      torch::Tensor dweight, torch::Tensor dattn) {
+  check_map(x, "winograd3x3_grad: x");
+  check_map(dy, "winograd3x3_grad: dy");
+  const long B = x.size(0), H = x.size(2), W = x.size(3), P = H * W;
+  const int cin = x.size(1), cout = dy.size(1);
+  TORCH_CHECK(dy.size(0) == B && dy.size(2) == H && dy.size(3) == W,
+              "winograd3x3_grad: dy's batch and size differ from x's");
+  check_vec(weight, "winograd3x3_grad: weight", (int64_t)cout * cin * 9);
+  check_vec(attn, "winograd3x3_grad: attn", B * cin * 9);
+  check_vec(dweight, "winograd3x3_grad: dweight", (int64_t)cout * cin * 9);
+  check_vec(dattn, "winograd3x3_grad: dattn", B * cin * 9);
+  if (!all_finite(x.data_ptr<float>(), x.numel()) || !all_finite(dy.data_ptr<float>(), dy.numel())) return false;
+  const long TH = (H + 3) / 4, TW = (W + 1) / 2, T = TH * TW;
+  const long cp = (cin + kBlock - 1) / kBlock * kBlock, op = (cout + kLanes - 1) / kLanes * kLanes;  // padded
+  // W and A tap-major with the channels padded: wt[o][tap][c], av[b][tap][c]; dW the same way
+  std::vector<float> wt(cout * 9 * cp), av(B * 9 * cp), dwt(cout * 9 * cp);
+  const float *Wp = weight.data_ptr<float>(), *Ap = attn.data_ptr<float>();
+  for (long o = 0; o < cout; ++o)
+    for (int c = 0; c < cin; ++c)
+      for (int tap = 0; tap < 9; ++tap) wt[(o * 9 + tap) * cp + c] = Wp[(o * cin + c) * 9 + tap];
+  for (long b = 0; b < B; ++b)
+    for (int c = 0; c < cin; ++c)
+      for (int tap = 0; tap < 9; ++tap) av[(b * 9 + tap) * cp + c] = Ap[(b * cin + c) * 9 + tap];
+  // Samples in chunks of about 1 M floats (4 MB) of buffers: the maps channels-last, V[b][ξ][t][c] = (B₄ᵀ·d·B₂)[ξ] of tile
+  // t's input patch, Ŷ[b][ξ][t][o] = (A₄·dY·A₂ᵀ)[ξ] of its output gradient, and M[b][ξ][o][c]
+  const long per_sample = P * (cp + op) + kXi * T * (cp + op) + kXi * cout * cp;
+  const long chunk = std::clamp<long>((1l << 20) / per_sample, 1, B);
+  auto buffer = [](long n) { return std::unique_ptr<float[]>(new float[n]); };  // left uninitialised
+  const auto xc = buffer(chunk * P * cp), ec = buffer(chunk * P * op), V = buffer(chunk * kXi * T * cp),
+             Yh = buffer(chunk * kXi * T * op), M = buffer(chunk * kXi * cout * cp);
+  std::vector<float> dav(B * 9 * cp);  // dA[b][tap][c]
+  const float *X = x.data_ptr<float>(), *E = dy.data_ptr<float>();
+  const int rtiles = (cout + kRows - 1) / kRows;
+  constexpr long kRun = 32;
+  for (long b0 = 0; b0 < B; b0 += chunk) {
+    const long nb = std::min(chunk, B - b0);
+    channels_last(X + b0 * cin * P, cin, P, 0, nb, xc.get(), cp);
+    channels_last(E + b0 * cout * P, cout, P, 0, nb, ec.get(), op);
+    at::parallel_for(0, nb * T, 1, [&](long begin, long end) {
+      for (long task = begin; task < end; ++task) {
+        const long b = task / T, t = task % T, ty = t / TW, tx = t % TW;
+        const float* xb = xc.get() + b * P * cp;
+        float* v = V.get() + b * kXi * T * cp;
+        for (long c = 0; c < cp; c += kLanes) {
+          vf rows[6][4];  // B₂ᵀ along each of the patch's six rows (columns 2tx − 1 … 2tx + 2), zero outside the map
+          for (int i = 0; i < 6; ++i) {
+            const long yy = 4 * ty - 1 + i;
+            vf d[4];
+            for (int q = 0; q < 4; ++q) {
+              const long xx = 2 * tx - 1 + q;
+              d[q] = yy >= 0 && yy < H && xx >= 0 && xx < W ? load(xb + (yy * W + xx) * cp + c) : vf{};
+            }
+            winograd_in4(d[0], d[1], d[2], d[3], rows[i]);
+          }
+          for (int k = 0; k < 4; ++k) {
+            const vf d[6] = {rows[0][k], rows[1][k], rows[2][k], rows[3][k], rows[4][k], rows[5][k]};
+            vf col[6];
+            winograd_in6(d, col);
+            for (int i = 0; i < 6; ++i) store(v + ((4 * i + k) * T + t) * cp + c, col[i]);
+          }
+        }
+        const float* eb = ec.get() + b * P * op;
+        float* yh = Yh.get() + b * kXi * T * op;
+        for (long o = 0; o < op; o += kLanes) {
+          vf e[8], u[kXi];  // the tile's 4×2 output gradients, zero outside the map
+          for (int r = 0; r < 4; ++r)
+            for (int j = 0; j < 2; ++j) {
+              const long yy = 4 * ty + r, xx = 2 * tx + j;
+              e[2 * r + j] = yy < H && xx < W ? load(eb + (yy * W + xx) * op + o) : vf{};
+            }
+          winograd_grad_out(e, u);
+          for (int xi = 0; xi < kXi; ++xi) store(yh + (xi * T + t) * op + o, u[xi]);
+        }
+      }
+    });
+    // M[b][ξ] = Σ_t Ŷ[b][ξ][t]ᵀ·V[b][ξ][t], one register tile of output channels × kBlock input channels at a time
+    at::parallel_for(0, nb * kXi * rtiles, 1, [&](long begin, long end) {
+      for (long task = begin; task < end; ++task) {
+        const long bx = task / rtiles;  // b·kXi + ξ
+        const int r0 = task % rtiles * kRows;
+        with_rows(std::min(kRows, cout - r0), [&]<int ROWS>() ALWAYS_INLINE_LAMBDA {
+          for (long c = 0; c < cp; c += kBlock) {
+            // over the tiles in runs of kRun, the runs' sums added: one sum in order over thousands of tiles
+            // measured 8× the direct convolution's error
+            vf sum[ROWS][kVecs] = {};
+            for (long t0 = 0; t0 < T; t0 += kRun) {
+              vf acc[ROWS][kVecs];
+              dot_strided<ROWS>(Yh.get() + (bx * T + t0) * op + r0, op, std::min(kRun, T - t0),
+                                V.get() + (bx * T + t0) * cp + c, cp, acc);
+              for (int r = 0; r < ROWS; ++r)
+                for (int j = 0; j < kVecs; ++j) sum[r][j] += acc[r][j];
+            }
+            for (int r = 0; r < ROWS; ++r)
+              for (int j = 0; j < kVecs; ++j) store(M.get() + (bx * cout + r0 + r) * cp + c + kLanes * j, sum[r][j]);
+          }
+        });
+      }
+    });
+    // dK_b = G₄ᵀ·M·G₂ for each (o, c); dW += Σ_b dK_b ⊙ A_b, samples in order; dA_b = Σ_o dK_b ⊙ W, output
+    // channels in order. Each task owns kLanes channels.
+    at::parallel_for(0, cp / kLanes, 1, [&](long g0, long g1) {
+      std::vector<vf> da(nb * 9);
+      for (long g = g0; g < g1; ++g) {
+        const long c = g * kLanes;
+        std::fill(da.begin(), da.end(), vf{});
+        for (int o = 0; o < cout; ++o) {
+          vf dw[9], w[9];
+          for (int tap = 0; tap < 9; ++tap) {
+            float* p = &dwt[(o * 9 + tap) * cp + c];
+            dw[tap] = b0 == 0 ? vf{} : load(p);
+            w[tap] = load(&wt[(o * 9 + tap) * cp + c]);
+          }
+          for (long b = 0; b < nb; ++b) {
+            vf m[kXi], dk[9];
+            for (int xi = 0; xi < kXi; ++xi) m[xi] = load(M.get() + ((b * kXi + xi) * cout + o) * cp + c);
+            winograd_grad_kernel(m, dk);
+            for (int tap = 0; tap < 9; ++tap) {
+              dw[tap] += dk[tap] * load(&av[((b0 + b) * 9 + tap) * cp + c]);
+              da[b * 9 + tap] += dk[tap] * w[tap];
+            }
+          }
+          for (int tap = 0; tap < 9; ++tap) store(&dwt[(o * 9 + tap) * cp + c], dw[tap]);
+        }
+        for (long b = 0; b < nb; ++b)
+          for (int tap = 0; tap < 9; ++tap) store(&dav[((b0 + b) * 9 + tap) * cp + c], da[b * 9 + tap]);
+      }
+    });
+  }
+  float *DW = dweight.data_ptr<float>(), *DA = dattn.data_ptr<float>();
+  for (long o = 0; o < cout; ++o)
+    for (int c = 0; c < cin; ++c)
+      for (int tap = 0; tap < 9; ++tap) DW[(o * cin + c) * 9 + tap] = dwt[(o * 9 + tap) * cp + c];
+  for (long b = 0; b < B; ++b)
+    for (int c = 0; c < cin; ++c)
+      for (int tap = 0; tap < 9; ++tap) DA[(b * cin + c) * 9 + tap] = dav[(b * 9 + tap) * cp + c];
+  return true;
+}
+
 // Convs: x B×cin×H×W, w1 h×cin, b1 h, w2 cout×h, b2 cout → y B×cout×H×W.
 void convs(torch::Tensor x, torch::Tensor w1, torch::Tensor b1, torch::Tensor w2, torch::Tensor b2, torch::Tensor y) {
   check_map(x, "convs: x");
@@ -729,13 +968,14 @@ bool epblock(torch::Tensor x, torch::Tensor ln1_w, torch::Tensor ln1_b, double e
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "interir's fused float32 CPU kernels for inference (docs/performance.md)";
+  m.doc() = "interir's fused float32 CPU kernels (docs/performance.md)";
   m.def("convs", &convs, "Conv1x1 -> ReLU -> Conv1x1");
   m.def("ffn", &ffn, "x + gamma * Conv1x1(SimpleGate(Conv1x1(LayerNorm(x))))");
   m.def("ln_conv1x1", &ln_conv1x1, "Conv1x1(LayerNorm(x))");
   m.def("gate_mean", &gate_mean, "pixel mean of SimpleGate(u)");
   m.def("gated_residual", &gated_residual, "x + beta * Conv1x1(SimpleGate(u) * s)");
   m.def("winograd3x3", &winograd3x3, "3x3 convolution with per-sample kernels, Winograd F(4x2, 3x3)");
+  m.def("winograd3x3_grad", &winograd3x3_grad, "weight and attention gradients of the modulated 3x3 convolution");
   m.def("epblock_tail", &epblock_tail, "an EPBlock after its 3x3 convolution");
   m.def("epblock", &epblock, "an EPBlock with its explainable 3x3 convolution, in one call");
   m.def("attention", &attention, "k^2 softmax of the adaptive k x k average pooling of 1[x > theta]");

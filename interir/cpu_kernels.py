@@ -12,6 +12,11 @@ when it holds, the kernel instead of their plain forward:
 - the explainable convolution's 3×3 products (groups 1) as Winograd's F(4×2, 3×3), `winograd3x3`: 24 products per
   4×2 output tile instead of 72, within the plain path's float32 error; inputs with a NaN or ±∞ convolve directly.
 
+Training runs the last one too, inside the modulated convolution op (interir/ops/reference.py), where no gradient is
+taken: its forward, and its backward as `winograd3x3_backward` (the gradient with respect to x is `winograd3x3` on
+the output's gradient; the weight's and the attention's come from the transposed transform, `winograd3x3_grad` in the
+C++; docs/performance.md, "The Winograd backward").
+
 They run only where they give what the plain path gives, to float round-off (tests/test_cpu_kernels.py):
 float32 CPU tensors, no gradient wanted, not under torch.compile / torch.export tracing or CPU autocast, the fast
 paths on.
@@ -197,6 +202,25 @@ def winograd3x3(x: Tensor, kernels: Tensor, bias: Tensor | None) -> Tensor | Non
     y = _new_output(b, cout, x.shape[2], x.shape[3])
     bias = torch.zeros(cout) if bias is None else _vec(bias)
     return y if _module.winograd3x3(x, kernels.detach().contiguous(), bias, y) else None
+
+
+def winograd3x3_backward(grad_y: Tensor, x: Tensor, weight: Tensor, attn: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+    """(dx, dweight, dattn) of the modulated 3×3 convolution y = conv(x, W ⊙ A_b) (groups 1, padding 1) by Winograd's
+    F(4×2, 3×3) (docs/performance.md, "The Winograd backward"): grad_y B×cout×H×W, x B×cin×H×W, weight cout×cin×3×3,
+    attn B×cin×3×3 → B×cin×H×W, cout×cin×3×3, B×cin×3×3. dx is the forward kernel run on grad_y with each sample's
+    kernels transposed and flipped; dweight and dattn come from the kernel gradients summed in the transform domain.
+    None (the caller takes the direct gradients) when an input holds a NaN or an infinity."""
+    weight, attn = weight.detach(), attn.detach()
+    kernels = weight.unsqueeze(0) * attn.unsqueeze(1)  # B×cout×cin×3×3
+    dx = winograd3x3(grad_y, kernels.transpose(1, 2).flip((-2, -1)), None)
+    if dx is None:
+        return None
+    dweight = _new_output(*weight.shape)
+    dattn = _new_output(*attn.shape)
+    if not _module.winograd3x3_grad(x.detach().contiguous(), grad_y.detach().contiguous(), weight.contiguous(),
+                                    attn.contiguous(), dweight, dattn):
+        return None
+    return dx, dweight, dattn
 
 
 def epblock(block, x: Tensor) -> Tensor:
