@@ -258,4 +258,4 @@ def _in_one_call(conv) -> bool:
             and getattr(conv, "groups", None) == 1 and conv.theta.numel() == 1 and backends.reference_serves("cpu"))
 
 
-__all__ = ["ENV_VAR", "mode", "load", "status", "unavailable_reason", "usable", "disabled", "convs", "attention", "winograd3x3", "epblock"]
+__all__ = ["ENV_VAR", "mode", "load", "status", "unavailable_reason", "usable", "disabled", "convs", "attention", "winograd3x3", "winograd3x3_backward", "epblock"]
