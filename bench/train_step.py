@@ -1,12 +1,13 @@
 """Where a CPU training step goes, and what torch.compile does to it: one process, the variants in turns.
 
     python -m bench.train_step [--preset small] [--batch 8] [--size 96] [--threads 2] [--steps 12] [--compile]
-                               [--processes 2] [--plain]
+                               [--processes 2] [--plain] [--direct-backward]
 
 Prints the step split into forward, loss, backward and gradient clipping + Adam (medians, eager), then the whole
 step of each variant timed in turns from the same weights and batch, with the loss of each step. The variants are
-eager, with --plain the same eager step with the fast paths (and CPU kernels) off, the path before them, and with
---compile a torch.compile'd copy, whose first step (the compile) is reported apart. The step is
+eager, with --plain the same eager step with the fast paths (and CPU kernels) off, the path before them, with
+--direct-backward the eager step with the explainable convolution's backward on the direct convolutions instead of
+the Winograd kernels (docs/performance.md, "The Winograd backward"), and with --compile a torch.compile'd copy, whose first step (the compile) is reported apart. The step is
 the model suite's (bench/model_cases.make_train_step: `interir train`'s loss, clipping and Adam settings).
 With --processes N, the same steps are then run by N processes of threads/N threads each, each with 1/N of the
 batch under DistributedDataParallel (gloo), as `torchrun --nproc_per_node N -m interir train` runs them
@@ -21,12 +22,14 @@ import socket
 import statistics
 import tempfile
 import time
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from bench.model_cases import PLAIN, build_network, make_train_step
+from interir import cpu_kernels
 from interir.cpu_malloc import keep_freed_memory
 from interir.train import batch_loss
 
@@ -40,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=12, help="timed steps per variant (after 2 warm-up steps)")
     parser.add_argument("--compile", action="store_true", help="also time a torch.compile'd copy")
     parser.add_argument("--plain", action="store_true", help="also time the step with the fast paths off")
+    parser.add_argument("--direct-backward", action="store_true",
+                        help="also time the step with the explainable convolution's backward by direct convolutions")
     parser.add_argument("--processes", type=int, default=1,
                         help="also time the step split over this many processes (DDP, gloo); default 1: not")
     args = parser.parse_args(argv)
@@ -54,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     steps = {"eager": make_train_step(base, "interir", x, y, "fp32", "reference", False, split=phases).run}
     if args.plain:
         steps["plain"] = make_train_step(base, "interir", x, y, "fp32", PLAIN, False).run
+    if args.direct_backward:
+        steps["direct backward"] = _direct_backward(make_train_step(base, "interir", x, y, "fp32", "reference",
+                                                                    False).run)
     if args.compile:
         steps["compiled"] = make_train_step(base, "interir", x, y, "fp32", "reference", True).run
         started = time.perf_counter()
@@ -80,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         gaps = [abs(a - b) for a, b in zip(losses["eager"], losses["compiled"])]
         print(f"compiled / eager: {statistics.median(times['eager']) / statistics.median(times['compiled']):.3f}× "
               f"faster; loss gap first {gaps[0]:.1e}, largest {max(gaps):.1e}")
-    if args.plain:
-        print(f"eager / plain: {statistics.median(times['plain']) / statistics.median(times['eager']):.3f}× faster")
+    for name in ("plain", "direct backward"):
+        if name in times:
+            print(f"eager / {name}: {statistics.median(times[name]) / statistics.median(times['eager']):.3f}× faster")
     if args.processes > 1:
         split_times, split_losses = _time_processes(base, x, y, args)
         split = statistics.median(split_times)
@@ -92,6 +101,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.batch // args.processes} each: step {split * 1e3:.1f} ms (median), last loss "
               f"{split_losses[-1]:.6f}{against}; loss gap to eager first {gaps[0]:.1e}, largest {max(gaps):.1e}")
     return 0
+
+
+def _direct_backward(step: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """`step` with the explainable convolution's backward by the direct convolutions, the path before the Winograd
+    backward: `cpu_kernels.winograd3x3_backward` answers None, as it does for an input it leaves to them."""
+
+    def run() -> torch.Tensor:
+        real = cpu_kernels.winograd3x3_backward
+        cpu_kernels.winograd3x3_backward = lambda *args: None
+        try:
+            return step()
+        finally:
+            cpu_kernels.winograd3x3_backward = real
+
+    return run
 
 
 def _time_processes(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -178,6 +178,24 @@ def test_train_step_bench_splits_the_step(capsys):
     assert "eager: step" in out and "compiled" not in out
 
 
+def test_train_step_bench_times_the_direct_backward_without_the_winograd_kernels(capsys, monkeypatch):
+    """--direct-backward adds a variant whose steps never call the Winograd backward: with it the eager steps
+    call the kernel as often as without it."""
+    from bench import train_step
+    from interir import cpu_kernels
+
+    calls = []
+    real = cpu_kernels.winograd3x3_backward
+    monkeypatch.setattr(cpu_kernels, "winograd3x3_backward", lambda *a: calls.append(1) or real(*a))
+    argv = ["--batch", "1", "--size", "32", "--steps", "1", "--threads", "1"]
+    assert train_step.main(argv) == 0
+    alone = len(calls)
+    assert train_step.main(argv + ["--direct-backward"]) == 0
+    out = capsys.readouterr().out
+    assert "direct backward: step" in out and "eager / direct backward:" in out
+    assert len(calls) == 2 * alone and (alone > 0 or cpu_kernels.load() is None)
+
+
 def test_train_step_bench_times_the_step_over_two_processes(capsys):
     from bench import train_step
 
