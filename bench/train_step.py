@@ -7,8 +7,8 @@ Prints the step split into forward, loss, backward and gradient clipping + Adam 
 step of each variant timed in turns from the same weights and batch, with the loss of each step. The variants are
 eager, with --plain the same eager step with the fast paths (and CPU kernels) off, the path before them, with
 --direct-backward the eager step with the explainable convolution's backward on the direct convolutions instead of
-the Winograd kernels (docs/performance.md, "The Winograd backward"), and with --compile a torch.compile'd copy, whose first step (the compile) is reported apart. The step is
-the model suite's (bench/model_cases.make_train_step: `interir train`'s loss, clipping and Adam settings).
+the Winograd kernels (docs/performance.md, "The Winograd backward"), and with --compile a torch.compile'd copy,
+whose first step (the compile) is reported apart. The step is the model suite's (bench/model_cases.make_train_step: `interir train`'s loss, clipping and Adam settings).
 With --processes N, the same steps are then run by N processes of threads/N threads each, each with 1/N of the
 batch under DistributedDataParallel (gloo), as `torchrun --nproc_per_node N -m interir train` runs them
 (docs/training.md, "Two processes on one CPU"); they cannot run in turns with the in-process variants, so they run

@@ -606,8 +606,8 @@ bool winograd3x3_grad(torch::Tensor x, torch::Tensor dy, torch::Tensor weight, t
   for (long b = 0; b < B; ++b)
     for (int c = 0; c < cin; ++c)
       for (int tap = 0; tap < 9; ++tap) av[(b * 9 + tap) * cp + c] = Ap[(b * cin + c) * 9 + tap];
-  // Samples in chunks of about 1 M floats (4 MB) of buffers: the maps channels-last, V[b][ξ][t][c] = (B₄ᵀ·d·B₂)[ξ] of tile
-  // t's input patch, Ŷ[b][ξ][t][o] = (A₄·dY·A₂ᵀ)[ξ] of its output gradient, and M[b][ξ][o][c]
+  // Samples in chunks of about 1 M floats (4 MB) of buffers: the maps channels-last, V[b][ξ][t][c] = (B₄ᵀ·d·B₂)[ξ]
+  // of tile t's input patch, Ŷ[b][ξ][t][o] = (A₄·dY·A₂ᵀ)[ξ] of its output gradient, and M[b][ξ][o][c]
   const long per_sample = P * (cp + op) + kXi * T * (cp + op) + kXi * cout * cp;
   const long chunk = std::clamp<long>((1l << 20) / per_sample, 1, B);
   auto buffer = [](long n) { return std::unique_ptr<float[]>(new float[n]); };  // left uninitialised

@@ -227,7 +227,8 @@ def test_winograd_backward_equals_the_direct_gradients(kernels, cin, cout, b, h,
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 @pytest.mark.parametrize("where", ["input", "output gradient", "weight", "attention"])
 def test_winograd_backward_leaves_a_non_finite_value_to_the_direct_gradients(kernels, bad, where):
-    x, weight, attn, grad_y = torch.randn(2, 6, 9, 10), torch.randn(5, 6, 3, 3), torch.rand(2, 6, 3, 3), torch.randn(2, 5, 9, 10)
+    x, weight = torch.randn(2, 6, 9, 10), torch.randn(5, 6, 3, 3)
+    attn, grad_y = torch.rand(2, 6, 3, 3), torch.randn(2, 5, 9, 10)
     {"input": x[1, 2, 4, 4:5], "output gradient": grad_y[0, 1, 3, 3:4], "weight": weight[1, 2, 1, 1:2],
      "attention": attn[0, 3, 2, 0:1]}[where].fill_(bad)
     assert cpu_kernels.winograd3x3_backward(grad_y, x, weight, attn) is None
