@@ -196,15 +196,15 @@ def test_the_modulated_convolution_runs_winograd_at_inference(kernels, monkeypat
     assert (fast.double() - exact).abs().max() < 1e-4
 
 
-def assert_gradients_within_roundoff(fast, plain, exact, names):
+def assert_gradients_within_roundoff(fast, plain, exact, names, floor=1e-6):
     """Each fast gradient is as close to the float64 one as the float32 direct gradient is, up to 4× that error
-    plus a floor of 1e-6 of the gradient's scale, and has every element written."""
+    plus a floor (`floor` of the gradient's scale), and has every element written."""
     for name, f, p, e in zip(names, fast, plain, exact):
         assert not torch.isnan(f).any(), f"{name}: an element was never written"
         scale = e.abs().max().item()
         plain_err = (p.double() - e).abs().max().item()
         fast_err = (f.double() - e).abs().max().item()
-        assert fast_err <= 4 * plain_err + 1e-6 * scale, (name, fast_err, plain_err, scale)
+        assert fast_err <= 4 * plain_err + floor * scale, (name, fast_err, plain_err, scale)
 
 
 @pytest.mark.parametrize("cin, cout", [(64, 64), (5, 7), (13, 20), (128, 96)])
@@ -282,7 +282,10 @@ def test_a_training_step_gets_the_plain_gradients_to_roundoff(kernels):
     with cpu_kernels.disabled():
         plain = gradients(model, torch.float32)
     exact = gradients(copy.deepcopy(model).double(), torch.float64)
-    assert_gradients_within_roundoff(fast, plain, exact, [name for name, _ in model.named_parameters()])
+    # floor 1e-5 of each gradient's scale (about 100 float32 roundings): a gradient that is one sum over whole maps,
+    # as RESM's step size η's, can land by cancellation far closer to float64 on one path than its round-off
+    # allows (the plain path's error on η measured 15× below the kernels' in one run, 5e-6 of its scale)
+    assert_gradients_within_roundoff(fast, plain, exact, [name for name, _ in model.named_parameters()], floor=1e-5)
 
 
 @pytest.mark.parametrize("preset", ["small", "paper"])
