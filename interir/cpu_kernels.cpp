@@ -545,20 +545,6 @@ ALWAYS_INLINE void dot_strided(const float* w, long ldw, long K, const float* in
   }
 }
 
-// Runs f.template operator()<R>() for a run-time R in 1 … kRows.
-template <class F>
-ALWAYS_INLINE void with_rows(int R, F&& f) {
-  switch (R) {
-    case 1: f.template operator()<1>(); break;
-    case 2: f.template operator()<2>(); break;
-    case 3: f.template operator()<3>(); break;
-    case 4: f.template operator()<4>(); break;
-    case 5: f.template operator()<5>(); break;
-    default: f.template operator()<kRows>(); break;
-  }
-}
-static_assert(kRows == 6, "with_rows covers 1 … 6 rows");
-
 // Sample b's C maps of P pixels (X + b·C·P) → out[(b·P + p)·ld + c], channels-last, for the samples b0 … b1 − 1; the
 // lanes C … ld − 1 are zeroed. In blocks of 16 pixels, so that the 16 output rows being written stay in L1.
 void channels_last(const float* X, long C, long P, long b0, long b1, float* out, long ld) {
@@ -615,7 +601,6 @@ bool winograd3x3_grad(torch::Tensor x, torch::Tensor dy, torch::Tensor weight, t
              Yh = buffer(chunk * kXi * T * op), M = buffer(chunk * kXi * cout * cp);
   std::vector<float> dav(B * 9 * cp);  // dA[b][tap][c]
   const float *X = x.data_ptr<float>(), *E = dy.data_ptr<float>();
-  const int rtiles = (cout + kRows - 1) / kRows;
   constexpr long kRun = 32;
   for (long b0 = 0; b0 < B; b0 += chunk) {
     const long nb = std::min(chunk, B - b0);
@@ -659,11 +644,9 @@ bool winograd3x3_grad(torch::Tensor x, torch::Tensor dy, torch::Tensor weight, t
       }
     });
     // M[b][ξ] = Σ_t Ŷ[b][ξ][t]ᵀ·V[b][ξ][t], one register tile of output channels × kBlock input channels at a time
-    at::parallel_for(0, nb * kXi * rtiles, 1, [&](long begin, long end) {
-      for (long task = begin; task < end; ++task) {
-        const long bx = task / rtiles;  // b·kXi + ξ
-        const int r0 = task % rtiles * kRows;
-        with_rows(std::min(kRows, cout - r0), [&]<int ROWS>() ALWAYS_INLINE_LAMBDA {
+    at::parallel_for(0, nb * kXi, 1, [&](long begin, long end) {
+      for (long bx = begin; bx < end; ++bx) {  // b·kXi + ξ
+        over_rows(cout, [&]<int ROWS>(int r0) ALWAYS_INLINE_LAMBDA {
           for (long c = 0; c < cp; c += kBlock) {
             // over the tiles in runs of kRun, the runs' sums added: one sum in order over thousands of tiles
             // measured 8× the direct convolution's error

@@ -205,17 +205,16 @@ def winograd3x3(x: Tensor, kernels: Tensor, bias: Tensor | None) -> Tensor | Non
 
 
 def winograd3x3_backward(
-    grad_y: Tensor, x: Tensor, weight: Tensor, attn: Tensor
+    grad_y: Tensor, x: Tensor, kernels: Tensor, weight: Tensor, attn: Tensor
 ) -> tuple[Tensor, Tensor, Tensor] | None:
-    """(dx, dweight, dattn) of the modulated 3×3 convolution y = conv(x, W ⊙ A_b) (groups 1, padding 1) by
-    Winograd's F(4×2, 3×3) (docs/performance.md, "The Winograd backward"): grad_y B×cout×H×W, x B×cin×H×W,
-    weight cout×cin×3×3, attn B×cin×3×3 → B×cin×H×W, cout×cin×3×3, B×cin×3×3. dx is the forward kernel run on
-    grad_y with each sample's kernels transposed and flipped; dweight and dattn come from the kernel gradients
-    summed in the transform domain. None (the caller takes the direct gradients) when an input holds a NaN or an
-    infinity."""
+    """(dx, dweight, dattn) of the modulated 3×3 convolution y = conv(x, K_b), K_b = W ⊙ A_b (groups 1, padding 1),
+    by Winograd's F(4×2, 3×3) (docs/performance.md, "The Winograd backward"): grad_y B×cout×H×W, x B×cin×H×W,
+    kernels (the K_b) B×cout×cin×3×3, weight cout×cin×3×3, attn B×cin×3×3 → B×cin×H×W, cout×cin×3×3, B×cin×3×3.
+    dx is the forward kernel run on grad_y with each sample's kernels transposed and flipped; dweight and dattn come
+    from the kernel gradients summed in the transform domain. None (the caller takes the direct gradients) when an
+    input holds a NaN or an infinity."""
     weight, attn = weight.detach(), attn.detach()
-    kernels = weight.unsqueeze(0) * attn.unsqueeze(1)  # B×cout×cin×3×3
-    dx = winograd3x3(grad_y, kernels.transpose(1, 2).flip((-2, -1)), None)
+    dx = winograd3x3(grad_y, kernels.detach().transpose(1, 2).flip((-2, -1)), None)
     if dx is None:
         return None
     dweight = _new_output(*weight.shape)

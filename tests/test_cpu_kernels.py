@@ -196,6 +196,11 @@ def test_the_modulated_convolution_runs_winograd_at_inference(kernels, monkeypat
     assert (fast.double() - exact).abs().max() < 1e-4
 
 
+def sample_kernels(weight: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """Each sample's kernels W ⊙ A_b as the reference builds them, B×cout×cin×k×k."""
+    return reference._modulated_weight(weight, attn, 1).reshape(attn.shape[0], *weight.shape)
+
+
 def assert_gradients_within_roundoff(fast, plain, exact, names, floor=1e-6):
     """Each fast gradient is as close to the float64 one as the float32 direct gradient is, up to 4× that error
     plus a floor (`floor` of the gradient's scale), and has every element written."""
@@ -217,7 +222,7 @@ def test_winograd_backward_equals_the_direct_gradients(kernels, cin, cout, b, h,
     weight = torch.randn(cout, cin, 3, 3, generator=gen) * 0.3
     attn = torch.rand(b, cin, 3, 3, generator=gen) + 0.5
     grad_y = torch.randn(b, cout, h, w, generator=gen)
-    fast = cpu_kernels.winograd3x3_backward(grad_y, x, weight, attn)
+    fast = cpu_kernels.winograd3x3_backward(grad_y, x, sample_kernels(weight, attn), weight, attn)
     exact = reference.modulated_conv_backward(grad_y.double(), x.double(), weight.double(), attn.double())
     with cpu_kernels.disabled():
         plain = reference.modulated_conv_backward(grad_y, x, weight, attn)
@@ -231,7 +236,7 @@ def test_winograd_backward_leaves_a_non_finite_value_to_the_direct_gradients(ker
     attn, grad_y = torch.rand(2, 6, 3, 3), torch.randn(2, 5, 9, 10)
     {"input": x[1, 2, 4, 4:5], "output gradient": grad_y[0, 1, 3, 3:4], "weight": weight[1, 2, 1, 1:2],
      "attention": attn[0, 3, 2, 0:1]}[where].fill_(bad)
-    assert cpu_kernels.winograd3x3_backward(grad_y, x, weight, attn) is None
+    assert cpu_kernels.winograd3x3_backward(grad_y, x, sample_kernels(weight, attn), weight, attn) is None
     with torch.no_grad():
         fast = reference.modulated_conv_backward(grad_y, x, weight, attn)
         with cpu_kernels.disabled():

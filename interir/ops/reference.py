@@ -135,13 +135,13 @@ def modulated_conv_backward(
     cout, cin_g, k, _ = weight.shape
     if b == 0:
         return torch.zeros_like(x), torch.zeros_like(weight), torch.zeros_like(attn), weight.new_zeros(cout)
+    kernel = _modulated_weight(weight, attn, groups).to(x.dtype)
     if k == 3 and groups == 1 and cpu_kernels.usable(x, grad_y, weight, attn):  # Winograd (docs/performance.md)
-        grads = cpu_kernels.winograd3x3_backward(grad_y, x, weight, attn)
+        grads = cpu_kernels.winograd3x3_backward(grad_y, x, kernel.reshape(b, cout, cin, k, k), weight, attn)
         if grads is not None:
             return *grads, grad_y.sum((0, 2, 3)).to(weight.dtype)
     g = grad_y.to(x.dtype).reshape(1, b * cout, hh, ww)
     xs = x.reshape(1, b * cin, hh, ww)
-    kernel = _modulated_weight(weight, attn, groups).to(x.dtype)
     dx = torch.nn.grad.conv2d_input(xs.shape, kernel, g, padding=k // 2, groups=b * groups)
     dk = torch.nn.grad.conv2d_weight(xs, kernel.shape, g, padding=k // 2, groups=b * groups)
     dk = dk.reshape(b, groups, cout // groups, cin_g, k, k).to(weight.dtype)
