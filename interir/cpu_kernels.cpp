@@ -338,32 +338,57 @@ bool all_finite(const float* p, long n) {
 
 }  // namespace
 
-// winograd3x3: x B×cin×H×W, kern B×cout×cin×3×3 (each sample's own kernel), bias cout → y B×cout×H×W. Returns false,
-// writing nothing, when x or kern holds a NaN or an infinity (the caller convolves directly then).
-bool winograd3x3(torch::Tensor x, torch::Tensor kern, torch::Tensor bias, torch::Tensor y) {
+// winograd3x3: x B×cin×H×W → y B×cout×H×W, + bias (cout), each sample convolved with its own kernels, which the
+// transform below builds tap by tap (docs/performance.md, "The Winograd backward"):
+//   weight B×cout×cin×3×3 and no attn (attn empty): sample b's kernels are weight[b];
+//   weight cout×cin×3×3 and attn B×cin×3×3: K_b = weight ⊙ attn_b, the modulated convolution's (the float32 product,
+//   as the reference's _modulated_weight rounds it);
+//   adjoint: the kernels of the convolution whose input gradient this is. With a forward weight fo×fi×3×3 (and attn
+//   B×fi×3×3) x then has fo channels and y fi, and K'_b[c][o][t] = K_b[o][c][8 − t]: transposed and flipped.
+// Returns false, writing nothing, when x or a kernel holds a NaN or an infinity (the caller convolves directly then).
+bool winograd3x3(torch::Tensor x, torch::Tensor weight, torch::Tensor attn, bool adjoint, torch::Tensor bias,
+                 torch::Tensor y) {
   check_map(x, "winograd3x3: x");
   const long B = x.size(0), H = x.size(2), W = x.size(3);
   const int cin = x.size(1);
-  TORCH_CHECK(kern.device().is_cpu() && kern.scalar_type() == torch::kFloat32 && kern.is_contiguous() &&
-                  kern.dim() == 5 && kern.size(0) == B && kern.size(2) == cin && kern.size(3) == 3 && kern.size(4) == 3,
-              "winograd3x3: expected kern B×cout×cin×3×3 float32, contiguous");
-  const int cout = kern.size(1);
+  const bool per_sample = weight.dim() == 5, modulated = attn.numel() > 0;
+  TORCH_CHECK(weight.device().is_cpu() && weight.scalar_type() == torch::kFloat32 && weight.is_contiguous() &&
+                  (weight.dim() == 4 || (per_sample && weight.size(0) == B && !modulated)) &&
+                  weight.size(-2) == 3 && weight.size(-1) == 3,
+              "winograd3x3: expected weight cout×cin×3×3 or, without attn, B×cout×cin×3×3, float32, contiguous");
+  const int fo = weight.size(-4), fi = weight.size(-3);  // the forward convolution's output and input channels
+  const int cout = adjoint ? fi : fo;
+  TORCH_CHECK((adjoint ? fo : fi) == cin, "winograd3x3: x has ", cin, " channels, the kernels take ",
+              adjoint ? fo : fi);
+  if (modulated) check_vec(attn, "winograd3x3: attn", B * fi * 9);
   check_vec(bias, "winograd3x3: bias", cout);
   check_output(y, x, cout, "winograd3x3");
-  if (!all_finite(x.data_ptr<float>(), x.numel()) || !all_finite(kern.data_ptr<float>(), kern.numel())) return false;
+  if (!all_finite(x.data_ptr<float>(), x.numel())) return false;
   // U[b][ξ]: a Panel (cout × cin, zero bias) per sample and transform position, each kernel transformed straight
   // into its 24 slots
   std::vector<Panel> U(B * kXi, Panel(cout, cin));
-  const float* K = kern.data_ptr<float>();
+  const float *Wk = weight.data_ptr<float>(), *A = modulated ? attn.data_ptr<float>() : nullptr;
+  const long wstride = per_sample ? (long)fo * fi * 9 : 0;
+  std::atomic<bool> finite{true};
   at::parallel_for(0, B * cout, 1, [&](long begin, long end) {
+    float bad = 0.0f;  // Σ g·0: 0 while every g is finite, NaN after a NaN or ±∞
     for (long t = begin; t < end; ++t) {
       const long b = t / cout;
       const int o = t % cout;
       for (int c0 = 0; c0 < cin; c0 += 4) {
         const int n = std::min(4, cin - c0);
         vd g[9] = {}, u[kXi];
-        for (int l = 0; l < n; ++l)
-          for (int tap = 0; tap < 9; ++tap) g[tap][l] = K[(t * cin + c0 + l) * 9 + tap];
+        for (int l = 0; l < n; ++l) {
+          const int c = c0 + l, fo_ = adjoint ? c : o, fi_ = adjoint ? o : c;  // the forward's channel pair
+          const float* w = Wk + b * wstride + ((long)fo_ * fi + fi_) * 9;
+          const float* a = A ? A + (b * fi + fi_) * 9 : nullptr;
+          for (int tap = 0; tap < 9; ++tap) {
+            const int src = adjoint ? 8 - tap : tap;
+            const float k = a ? w[src] * a[src] : w[src];
+            bad += k * 0.0f;
+            g[tap][l] = k;
+          }
+        }
         winograd_kernels(g, u);
         for (int l = 0; l < n; ++l) {
           const size_t slot = U[0].slot(o, c0 + l);
@@ -371,7 +396,9 @@ bool winograd3x3(torch::Tensor x, torch::Tensor kern, torch::Tensor bias, torch:
         }
       }
     }
+    if (bad != 0.0f) finite = false;
   });
+  if (!finite) return false;
   const float *X = x.data_ptr<float>(), *Bi = bias.data_ptr<float>();
   float* Y = y.data_ptr<float>();
   const long TH = (H + 3) / 4, TW = (W + 1) / 2, strips = (TW + kBlock - 1) / kBlock;
@@ -926,7 +953,7 @@ void epblock_tail(torch::Tensor x, torch::Tensor v, torch::Tensor sca_w, torch::
 }
 
 // epblock: a whole EPBlock whose 3×3 convolution is an ExplainableConv (groups 1), x B×c×H×W → y, in one call:
-// ln_conv1x1 → attention → per-sample kernels W ⊙ A → winograd3x3 → epblock_tail, the calls of the module path of
+// ln_conv1x1 → attention → winograd3x3 with the kernels W ⊙ A_b → epblock_tail, the calls of the module path of
 // cpu_kernels.epblock in the same order, so y equals it bit for bit. Returns false, having written nothing to y,
 // when the Winograd kernel declines (a NaN or an infinity), and the caller runs the module path. The tail's weights
 // follow θ and τ as epblock_tail takes them.
@@ -943,9 +970,8 @@ bool epblock(torch::Tensor x, torch::Tensor ln1_w, torch::Tensor ln1_b, double e
   ln_conv1x1(x, flat_vec(ln1_w), flat_vec(ln1_b), eps1, flat_mat(w1), flat_vec(b1), u);
   torch::Tensor attn = torch::empty({B, 2 * c, 3, 3}, x.options());
   attention(u, theta, 3, tau, attn);
-  const torch::Tensor kern = (wt.reshape({1, 2 * c, 2 * c, 3, 3}) * attn.reshape({B, 1, 2 * c, 3, 3})).contiguous();
   torch::Tensor v = torch::empty_like(u);
-  if (!winograd3x3(u, kern, flat_vec(bt), v)) return false;
+  if (!winograd3x3(u, wt.contiguous(), attn, false, flat_vec(bt), v)) return false;
   epblock_tail(x, v, sca_w, sca_b, w3, b3, beta, ln2_w, ln2_b, eps2, w4, b4, w5, b5, gamma, y);
   return true;
 }

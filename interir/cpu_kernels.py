@@ -193,34 +193,43 @@ def attention(x: Tensor, theta: float, k: int, tau: float) -> Tensor:
     return attn
 
 
-def winograd3x3(x: Tensor, kernels: Tensor, bias: Tensor | None) -> Tensor | None:
-    """The 3×3 convolution (stride 1, padding 1) of each sample with its own kernel, by Winograd's F(4×2, 3×3):
-    x B×cin×H×W, kernels B×cout×cin×3×3, bias cout or None → B×cout×H×W. None (the caller convolves as before)
-    when x or the kernels hold a NaN or an infinity: the transforms would spread it over whole 4×2 tiles."""
+def winograd3x3(x: Tensor, weight: Tensor, bias: Tensor | None, attn: Tensor | None = None, *,
+                adjoint: bool = False) -> Tensor | None:
+    """The 3×3 convolution (stride 1, padding 1) of each sample with its own kernels, by Winograd's F(4×2, 3×3).
+
+    x B×cin×H×W, bias cout or None → B×cout×H×W. The kernels: weight B×cout×cin×3×3 (attn None), or the modulated
+    convolution's K_b = W ⊙ A_b from weight cout×cin×3×3 and attn B×cin×3×3, built inside the kernel's transform.
+    adjoint: convolve with each K_b transposed and flipped instead (x B×cout×H×W → B×cin×H×W): the gradient with
+    respect to the input of the convolution by K_b. None (the caller convolves as before) when x or a kernel holds a
+    NaN or an infinity: the transforms would spread it over whole 4×2 tiles."""
     x = x.contiguous()
-    b, cout = kernels.shape[:2]
-    y = _new_output(b, cout, x.shape[2], x.shape[3])
-    bias = torch.zeros(cout) if bias is None else _vec(bias)
-    return y if _module.winograd3x3(x, kernels.detach().contiguous(), bias, y) else None
+    channels = weight.shape[-3] if adjoint else weight.shape[-4]
+    y = _new_output(x.shape[0], channels, x.shape[2], x.shape[3])
+    bias = torch.zeros(channels) if bias is None else _vec(bias)
+    attn = _NO_ATTENTION if attn is None else attn.detach().contiguous()
+    return y if _module.winograd3x3(x, weight.detach().contiguous(), attn, adjoint, bias, y) else None
+
+
+_NO_ATTENTION = torch.empty(0)
 
 
 def winograd3x3_backward(
-    grad_y: Tensor, x: Tensor, kernels: Tensor, weight: Tensor, attn: Tensor
+    grad_y: Tensor, x: Tensor, weight: Tensor, attn: Tensor
 ) -> tuple[Tensor, Tensor, Tensor] | None:
     """(dx, dweight, dattn) of the modulated 3×3 convolution y = conv(x, K_b), K_b = W ⊙ A_b (groups 1, padding 1),
     by Winograd's F(4×2, 3×3) (docs/performance.md, "The Winograd backward"): grad_y B×cout×H×W, x B×cin×H×W,
-    kernels (the K_b) B×cout×cin×3×3, weight cout×cin×3×3, attn B×cin×3×3 → B×cin×H×W, cout×cin×3×3, B×cin×3×3.
-    dx is the forward kernel run on grad_y with each sample's kernels transposed and flipped; dweight and dattn come
+    weight cout×cin×3×3, attn B×cin×3×3 → B×cin×H×W, cout×cin×3×3, B×cin×3×3.
+    dx is the forward kernel run on grad_y with each K_b transposed and flipped (`adjoint`); dweight and dattn come
     from the kernel gradients summed in the transform domain. None (the caller takes the direct gradients) when an
     input holds a NaN or an infinity."""
-    weight, attn = weight.detach(), attn.detach()
-    dx = winograd3x3(grad_y, kernels.detach().transpose(1, 2).flip((-2, -1)), None)
+    weight, attn = weight.detach().contiguous(), attn.detach().contiguous()
+    dx = winograd3x3(grad_y, weight, None, attn, adjoint=True)
     if dx is None:
         return None
     dweight = _new_output(*weight.shape)
     dattn = _new_output(*attn.shape)
-    if not _module.winograd3x3_grad(x.detach().contiguous(), grad_y.detach().contiguous(), weight.contiguous(),
-                                    attn.contiguous(), dweight, dattn):
+    if not _module.winograd3x3_grad(x.detach().contiguous(), grad_y.detach().contiguous(), weight, attn, dweight,
+                                    dattn):
         return None
     return dx, dweight, dattn
 

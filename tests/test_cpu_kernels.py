@@ -165,6 +165,45 @@ def test_winograd_equals_the_direct_convolution(kernels, cin, cout, b, h, w, wit
     assert fast_err <= 4 * plain_err + 1e-6 * exact.abs().max().item(), (fast_err, plain_err)
 
 
+def sample_kernels(weight: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """Each sample's kernels W ⊙ A_b as the reference builds them, B×cout×cin×k×k."""
+    return reference._modulated_weight(weight, attn, 1).reshape(attn.shape[0], *weight.shape)
+
+
+@pytest.mark.parametrize("cin, cout", [(64, 64), (5, 7), (128, 96)])
+@pytest.mark.parametrize("b, h, w", [(2, 13, 11), (1, 34, 33), (3, 24, 24)])
+def test_winograd_builds_the_modulated_kernels_and_their_adjoint(kernels, cin, cout, b, h, w):
+    """Given W and A, the kernel's own K_b = W ⊙ A_b give what the reference's kernels give, bit for bit; `adjoint`
+    convolves with each K_b transposed and flipped, the gradient with respect to the input."""
+    gen = torch.Generator().manual_seed(h * 1000 + w)
+    x, dy = torch.randn(b, cin, h, w, generator=gen), torch.randn(b, cout, h, w, generator=gen)
+    weight = torch.randn(cout, cin, 3, 3, generator=gen) * 0.3
+    attn = torch.rand(b, cin, 3, 3, generator=gen) + 0.5
+    bias = torch.randn(cout, generator=gen)
+    kernels = sample_kernels(weight, attn)
+    assert torch.equal(cpu_kernels.winograd3x3(x, weight, bias, attn), cpu_kernels.winograd3x3(x, kernels, bias))
+    adjoint = kernels.transpose(1, 2).flip((-2, -1))
+    fast = cpu_kernels.winograd3x3(dy, weight, None, attn, adjoint=True)
+    assert torch.equal(fast, cpu_kernels.winograd3x3(dy, adjoint, None))
+    exact = torch.cat([torch.nn.grad.conv2d_input((1, cin, h, w), kernels[i].double(), dy[i:i + 1].double(), padding=1)
+                       for i in range(b)])
+    plain = torch.cat([torch.nn.grad.conv2d_input((1, cin, h, w), kernels[i], dy[i:i + 1], padding=1)
+                       for i in range(b)])
+    plain_err = (plain.double() - exact).abs().max().item()
+    assert (fast.double() - exact).abs().max().item() <= 4 * plain_err + 1e-6 * exact.abs().max().item()
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+def test_winograd_declines_kernels_whose_product_overflows(kernels, adjoint):
+    """Finite W and A whose product is ±∞ in float32 make a non-finite kernel: the kernel declines, as for a NaN."""
+    x, weight, attn = torch.randn(2, 6, 9, 10), torch.randn(6, 6, 3, 3), torch.rand(2, 6, 3, 3)
+    weight[4, 1, 2, 0], attn[1, 1, 2, 0] = 3e38, 10.0
+    assert torch.isfinite(weight).all() and torch.isfinite(attn).all()
+    assert cpu_kernels.winograd3x3(x, weight, None, attn, adjoint=adjoint) is None
+    attn[1, 1, 2, 0] = 1.0
+    assert cpu_kernels.winograd3x3(x, weight, None, attn, adjoint=adjoint) is not None
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 @pytest.mark.parametrize("where", ["input", "kernel"])
 def test_winograd_leaves_a_non_finite_value_to_the_direct_convolution(kernels, bad, where):
@@ -196,11 +235,6 @@ def test_the_modulated_convolution_runs_winograd_at_inference(kernels, monkeypat
     assert (fast.double() - exact).abs().max() < 1e-4
 
 
-def sample_kernels(weight: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    """Each sample's kernels W ⊙ A_b as the reference builds them, B×cout×cin×k×k."""
-    return reference._modulated_weight(weight, attn, 1).reshape(attn.shape[0], *weight.shape)
-
-
 def assert_gradients_within_roundoff(fast, plain, exact, names, floor=1e-6):
     """Each fast gradient is as close to the float64 one as the float32 direct gradient is, up to 4× that error
     plus a floor (`floor` of the gradient's scale), and has every element written."""
@@ -222,7 +256,7 @@ def test_winograd_backward_equals_the_direct_gradients(kernels, cin, cout, b, h,
     weight = torch.randn(cout, cin, 3, 3, generator=gen) * 0.3
     attn = torch.rand(b, cin, 3, 3, generator=gen) + 0.5
     grad_y = torch.randn(b, cout, h, w, generator=gen)
-    fast = cpu_kernels.winograd3x3_backward(grad_y, x, sample_kernels(weight, attn), weight, attn)
+    fast = cpu_kernels.winograd3x3_backward(grad_y, x, weight, attn)
     exact = reference.modulated_conv_backward(grad_y.double(), x.double(), weight.double(), attn.double())
     with cpu_kernels.disabled():
         plain = reference.modulated_conv_backward(grad_y, x, weight, attn)
@@ -236,7 +270,7 @@ def test_winograd_backward_leaves_a_non_finite_value_to_the_direct_gradients(ker
     attn, grad_y = torch.rand(2, 6, 3, 3), torch.randn(2, 5, 9, 10)
     {"input": x[1, 2, 4, 4:5], "output gradient": grad_y[0, 1, 3, 3:4], "weight": weight[1, 2, 1, 1:2],
      "attention": attn[0, 3, 2, 0:1]}[where].fill_(bad)
-    assert cpu_kernels.winograd3x3_backward(grad_y, x, sample_kernels(weight, attn), weight, attn) is None
+    assert cpu_kernels.winograd3x3_backward(grad_y, x, weight, attn) is None
     with torch.no_grad():
         fast = reference.modulated_conv_backward(grad_y, x, weight, attn)
         with cpu_kernels.disabled():

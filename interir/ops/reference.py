@@ -111,11 +111,11 @@ def modulated_conv(x: Tensor, weight: Tensor, bias: Tensor | None, attn: Tensor,
     cout, k = weight.shape[0], weight.shape[-1]
     if b == 0:  # an empty batch: nothing to convolve (a grouped conv cannot have 0 groups)
         return x.new_zeros((0, cout, hh, ww))
-    w = _modulated_weight(weight, attn, groups).to(x.dtype)
-    if k == 3 and groups == 1 and cpu_kernels.usable(x, w):  # Winograd F(4×2, 3×3) (docs/performance.md)
-        y = cpu_kernels.winograd3x3(x, w.reshape(b, cout, cin, k, k), bias)
+    if k == 3 and groups == 1 and cpu_kernels.usable(x, weight, attn):  # Winograd F(4×2, 3×3) (docs/performance.md)
+        y = cpu_kernels.winograd3x3(x, weight, bias, attn)  # it builds the kernels W ⊙ A_b itself
         if y is not None:
             return y
+    w = _modulated_weight(weight, attn, groups).to(x.dtype)
     y = F.conv2d(x.reshape(1, b * cin, hh, ww), w, None, padding=k // 2, groups=b * groups)
     y = y.reshape(b, cout, hh, ww)
     if bias is not None:
@@ -135,11 +135,11 @@ def modulated_conv_backward(
     cout, cin_g, k, _ = weight.shape
     if b == 0:
         return torch.zeros_like(x), torch.zeros_like(weight), torch.zeros_like(attn), weight.new_zeros(cout)
-    kernel = _modulated_weight(weight, attn, groups).to(x.dtype)
     if k == 3 and groups == 1 and cpu_kernels.usable(x, grad_y, weight, attn):  # Winograd (docs/performance.md)
-        grads = cpu_kernels.winograd3x3_backward(grad_y, x, kernel.reshape(b, cout, cin, k, k), weight, attn)
+        grads = cpu_kernels.winograd3x3_backward(grad_y, x, weight, attn)
         if grads is not None:
             return *grads, grad_y.sum((0, 2, 3)).to(weight.dtype)
+    kernel = _modulated_weight(weight, attn, groups).to(x.dtype)
     g = grad_y.to(x.dtype).reshape(1, b * cout, hh, ww)
     xs = x.reshape(1, b * cin, hh, ww)
     dx = torch.nn.grad.conv2d_input(xs.shape, kernel, g, padding=k // 2, groups=b * groups)
