@@ -30,6 +30,7 @@
 #include <atomic>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -340,18 +341,18 @@ bool all_finite(const float* p, long n) {
 
 // winograd3x3: x B×cin×H×W → y B×cout×H×W, + bias (cout), each sample convolved with its own kernels, which the
 // transform below builds tap by tap (docs/performance.md, "The Winograd backward"):
-//   weight B×cout×cin×3×3 and no attn (attn empty): sample b's kernels are weight[b];
+//   weight B×cout×cin×3×3 and no attn (None): sample b's kernels are weight[b];
 //   weight cout×cin×3×3 and attn B×cin×3×3: K_b = weight ⊙ attn_b, the modulated convolution's (the float32 product,
 //   as the reference's _modulated_weight rounds it);
 //   adjoint: the kernels of the convolution whose input gradient this is. With a forward weight fo×fi×3×3 (and attn
 //   B×fi×3×3) x then has fo channels and y fi, and K'_b[c][o][t] = K_b[o][c][8 − t]: transposed and flipped.
 // Returns false, writing nothing, when x or a kernel holds a NaN or an infinity (the caller convolves directly then).
-bool winograd3x3(torch::Tensor x, torch::Tensor weight, torch::Tensor attn, bool adjoint, torch::Tensor bias,
-                 torch::Tensor y) {
+bool winograd3x3(torch::Tensor x, torch::Tensor weight, std::optional<torch::Tensor> attn, bool adjoint,
+                 torch::Tensor bias, torch::Tensor y) {
   check_map(x, "winograd3x3: x");
   const long B = x.size(0), H = x.size(2), W = x.size(3);
   const int cin = x.size(1);
-  const bool per_sample = weight.dim() == 5, modulated = attn.numel() > 0;
+  const bool per_sample = weight.dim() == 5, modulated = attn.has_value();
   TORCH_CHECK(weight.device().is_cpu() && weight.scalar_type() == torch::kFloat32 && weight.is_contiguous() &&
                   (weight.dim() == 4 || (per_sample && weight.size(0) == B && !modulated)) &&
                   weight.size(-2) == 3 && weight.size(-1) == 3,
@@ -360,14 +361,14 @@ bool winograd3x3(torch::Tensor x, torch::Tensor weight, torch::Tensor attn, bool
   const int cout = adjoint ? fi : fo;
   TORCH_CHECK((adjoint ? fo : fi) == cin, "winograd3x3: x has ", cin, " channels, the kernels take ",
               adjoint ? fo : fi);
-  if (modulated) check_vec(attn, "winograd3x3: attn", B * fi * 9);
+  if (modulated) check_vec(*attn, "winograd3x3: attn", B * fi * 9);
   check_vec(bias, "winograd3x3: bias", cout);
   check_output(y, x, cout, "winograd3x3");
   if (!all_finite(x.data_ptr<float>(), x.numel())) return false;
   // U[b][ξ]: a Panel (cout × cin, zero bias) per sample and transform position, each kernel transformed straight
   // into its 24 slots
   std::vector<Panel> U(B * kXi, Panel(cout, cin));
-  const float *Wk = weight.data_ptr<float>(), *A = modulated ? attn.data_ptr<float>() : nullptr;
+  const float *Wk = weight.data_ptr<float>(), *A = modulated ? attn->data_ptr<float>() : nullptr;
   const long wstride = per_sample ? (long)fo * fi * 9 : 0;
   std::atomic<bool> finite{true};
   at::parallel_for(0, B * cout, 1, [&](long begin, long end) {

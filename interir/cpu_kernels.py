@@ -206,11 +206,9 @@ def winograd3x3(x: Tensor, weight: Tensor, bias: Tensor | None, attn: Tensor | N
     channels = weight.shape[-3] if adjoint else weight.shape[-4]
     y = _new_output(x.shape[0], channels, x.shape[2], x.shape[3])
     bias = torch.zeros(channels) if bias is None else _vec(bias)
-    attn = _NO_ATTENTION if attn is None else attn.detach().contiguous()
+    attn = None if attn is None else attn.detach().contiguous()
     return y if _module.winograd3x3(x, weight.detach().contiguous(), attn, adjoint, bias, y) else None
 
-
-_NO_ATTENTION = torch.empty(0)
 
 
 def winograd3x3_backward(
