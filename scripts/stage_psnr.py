@@ -1,0 +1,76 @@
+"""Where in the unfolding a checkpoint restores: each stage's PSNR and mean brightness on one degradation set.
+
+    python scripts/stage_psnr.py interir/weights/interir_small.safetensors runs/ship48_photos1.safetensors \
+        --data data/demo48/heldout_set --combo H
+
+For every image of `<data>/<combo>/input` (its clean target in `<data>/target`, as `interir synth` lays a set out)
+and every checkpoint, the network runs once with `return_stages` (interir.build_model: the image after each
+IPBlock, then after the final RESM, which is the output). One line gives each stage's mean value and its PSNR
+against the target (the stage clamped to [0, 1]), after a line with the input's and the target's means. README's
+haze paragraph quotes it.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, installed or not
+
+import torch  # noqa: E402
+
+from interir.checkpoint import load_model  # noqa: E402
+from interir.data.imageio import list_images, load_image  # noqa: E402
+from interir.errors import InterIRError  # noqa: E402
+
+
+def stage_lines(models: dict[str, torch.nn.Module], inputs: list[Path], targets: Path) -> list[str]:
+    """One line per image and checkpoint: each stage's mean and PSNR (dB) against the image's target."""
+    lines = []
+    for src in inputs:
+        x, _ = load_image(src, channels=3)
+        y, _ = load_image(targets / src.name, channels=3)
+        if x.shape != y.shape:
+            raise InterIRError(f"{src}: {tuple(x.shape)} but its target is {tuple(y.shape)}")
+        lines.append(f"{src.stem}: input mean {x.mean():.3f}, target mean {y.mean():.3f}")
+        for label, model in models.items():
+            with torch.no_grad():
+                _, stages = model(x[None], return_stages=True)
+            labels = model.stage_labels(len(stages)) if hasattr(model, "stage_labels") else range(len(stages))
+            parts = []
+            for label_i, stage in zip(labels, stages):
+                stage = stage[0].clamp(0, 1)
+                mse = torch.mean((stage - y) ** 2).item()
+                psnr = 10 * math.log10(1 / mse) if mse > 0 else math.inf
+                parts.append(f"{label_i}: {stage.mean():.3f}, {psnr:.2f} dB")
+            lines.append(f"  {label}: " + " | ".join(parts))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoints", nargs="+", help="weights (.safetensors) or experiment folders")
+    parser.add_argument("--data", required=True, help="an `interir synth` set: <combo>/input and target/")
+    parser.add_argument("--combo", default="H", help="the degradation folder to read (default H)")
+    args = parser.parse_args(argv)
+    try:
+        data = Path(args.data)
+        folder, targets = data / args.combo / "input", data / "target"
+        if not folder.is_dir() or not targets.is_dir():
+            raise InterIRError(f"{data}: expected {args.combo}/input and target/ folders (an `interir synth` set)")
+        inputs = list_images(folder)
+        missing = [p.name for p in inputs if not (targets / p.name).is_file()]
+        if not inputs or missing:
+            raise InterIRError(f"{folder}: no images" if not inputs else f"{targets}: no target for {missing[0]}")
+        models = {ckpt: load_model(ckpt, "cpu")[0].eval() for ckpt in args.checkpoints}
+        for line in stage_lines(models, inputs, targets):
+            print(line)
+    except InterIRError as err:
+        print(f"stage_psnr: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
