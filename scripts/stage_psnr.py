@@ -6,8 +6,8 @@
 For every image of `<data>/<combo>/input` (its clean target in `<data>/target`, as `interir synth` lays a set out)
 and every checkpoint, the network runs once with `return_stages` (interir.build_model: the image after each
 IPBlock, then after the final RESM, which is the output). One line gives each stage's mean value and its PSNR
-against the target (the stage clamped to [0, 1]), after a line with the input's and the target's means. README's
-haze paragraph quotes it.
+against the target (the stage clamped to [0, 1]), after a line with the input's and the target's means.
+docs/successor.md quotes it on the haze gap.
 """
 from __future__ import annotations
 
