@@ -37,13 +37,12 @@ def stage_lines(models: dict[str, torch.nn.Module], inputs: list[Path], targets:
         for label, model in models.items():
             with torch.no_grad():
                 _, stages = model(x[None], return_stages=True)
-            labels = model.stage_labels(len(stages)) if hasattr(model, "stage_labels") else range(len(stages))
             parts = []
-            for label_i, stage in zip(labels, stages):
+            for caption, stage in zip(model.stage_labels(len(stages)), stages):  # every zoo network has both
                 stage = stage[0].clamp(0, 1)
                 mse = torch.mean((stage - y) ** 2).item()
                 psnr = 10 * math.log10(1 / mse) if mse > 0 else math.inf
-                parts.append(f"{label_i}: {stage.mean():.3f}, {psnr:.2f} dB")
+                parts.append(f"{caption}: {stage.mean():.3f}, {psnr:.2f} dB")
             lines.append(f"  {label}: " + " | ".join(parts))
     return lines
 
