@@ -210,7 +210,6 @@ def winograd3x3(x: Tensor, weight: Tensor, bias: Tensor | None, attn: Tensor | N
     return y if _module.winograd3x3(x, weight.detach().contiguous(), attn, adjoint, bias, y) else None
 
 
-
 def winograd3x3_backward(
     grad_y: Tensor, x: Tensor, weight: Tensor, attn: Tensor
 ) -> tuple[Tensor, Tensor, Tensor] | None:

@@ -3,10 +3,10 @@
     python scripts/stage_psnr.py interir/weights/interir_small.safetensors runs/ship48_photos1.safetensors \
         --data data/demo48/heldout_set --combo H
 
-For every image of `<data>/<combo>/input` (its clean target in `<data>/target`, as `interir synth` lays a set out)
-and every checkpoint, the network runs once with `return_stages` (interir.build_model: the image after each
-IPBlock, then after the final RESM, which is the output). One line gives each stage's mean value and its PSNR
-against the target (the stage clamped to [0, 1]), after a line with the input's and the target's means.
+For every image of `<data>/<combo>/input` (its clean target in `<data>/target`, paired by the manifest of an
+`interir synth` set) and every checkpoint, the network runs once with `return_stages` (interir.build_model: the
+image after each IPBlock, then after the final RESM, which is the output). One line gives each stage's mean value
+and its PSNR against the target (the stage clamped to [0, 1]), after a line with the input's and the target's means.
 docs/successor.md quotes it on the haze gap.
 """
 from __future__ import annotations
@@ -21,19 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, in
 import torch  # noqa: E402
 
 from interir.checkpoint import load_model  # noqa: E402
-from interir.data.imageio import list_images, load_image  # noqa: E402
+from interir.data.datasets import load_synthetic_testset  # noqa: E402
 from interir.errors import InterIRError  # noqa: E402
 
 
-def stage_lines(models: dict[str, torch.nn.Module], inputs: list[Path], targets: Path) -> list[str]:
-    """One line per image and checkpoint: each stage's mean and PSNR (dB) against the image's target."""
+def stage_lines(models: dict[str, torch.nn.Module], pairs) -> list[str]:
+    """One line per image and checkpoint: each stage's mean and PSNR (dB) against the image's target. pairs: items
+    of interir.data.datasets' paired datasets ("input", "target": C×H×W in [0, 1], "name")."""
     lines = []
-    for src in inputs:
-        x, _ = load_image(src, channels=3)
-        y, _ = load_image(targets / src.name, channels=3)
-        if x.shape != y.shape:
-            raise InterIRError(f"{src}: {tuple(x.shape)} but its target is {tuple(y.shape)}")
-        lines.append(f"{src.stem}: input mean {x.mean():.3f}, target mean {y.mean():.3f}")
+    for item in pairs:
+        x, y = item["input"], item["target"]
+        lines.append(f"{item['name']}: input mean {x.mean():.3f}, target mean {y.mean():.3f}")
         for label, model in models.items():
             with torch.no_grad():
                 _, stages = model(x[None], return_stages=True)
@@ -55,15 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         data = Path(args.data)
-        folder, targets = data / args.combo / "input", data / "target"
-        if not folder.is_dir() or not targets.is_dir():
+        if not (data / args.combo / "input").is_dir() or not (data / "target").is_dir():
             raise InterIRError(f"{data}: expected {args.combo}/input and target/ folders (an `interir synth` set)")
-        inputs = list_images(folder)
-        missing = [p.name for p in inputs if not (targets / p.name).is_file()]
-        if not inputs or missing:
-            raise InterIRError(f"{folder}: no images" if not inputs else f"{targets}: no target for {missing[0]}")
+        # the set's manifest names each pair; every file is checked before any model loads
+        (pairs,) = load_synthetic_testset(data, [args.combo]).values()
         models = {ckpt: load_model(ckpt, "cpu")[0].eval() for ckpt in args.checkpoints}
-        for line in stage_lines(models, inputs, targets):
+        for line in stage_lines(models, pairs):
             print(line)
     except InterIRError as err:
         print(f"stage_psnr: error: {err}", file=sys.stderr)
