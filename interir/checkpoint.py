@@ -14,6 +14,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +300,26 @@ class CheckpointDir:
                 or not isinstance(state.get("optimizer"), dict) or not isinstance(state.get("rng"), dict):
             raise InterIRError(f"{path} is not an interir training state (step, optimizer, rng)")
         return state
+
+    def copy_newest(self, dest: str | os.PathLike) -> dict[str, Any] | None:
+        """Copy the checkpoint latest.json names (weights, EMA weights, training state) into folder `dest`, each
+        file atomically and `dest`'s latest.json last, so that `interir train --resume` continues from it there.
+        Returns its {"step", "weights", "ema", "state"}, or None when this folder has no checkpoint."""
+        info = self.latest()
+        if info is None:
+            return None
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for key in ("weights", "ema", "state"):
+            if info[key] is None:
+                continue
+            source = self.root / info[key]
+            if not source.is_file():
+                raise InterIRError(f"{source} is missing ({self.root / LATEST} names it)")
+            with atomic_path(dest / info[key]) as tmp:
+                shutil.copyfile(source, tmp)
+        atomic_write_text(dest / LATEST, json.dumps(info, indent=2))
+        return info
 
     def _prune(self, newest: int) -> None:
         steps = sorted(self.steps())

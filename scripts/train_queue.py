@@ -10,10 +10,21 @@ training finishes, `interir eval` of the experiment folder on --data writes resu
 config (atomically). A run that is stopped (Ctrl-C, SIGTERM, the end of a session) keeps the checkpoints it saved;
 the next call of the same command resumes it. `--shard i/n` takes every n-th config from the i-th, so that n
 queues on n cores never train the same run. docs/ablation.md runs its study this way.
+
+Experiment folders live only as long as the machine's disk. `--carry DIR` keeps each unfinished run's newest
+checkpoint in DIR/<experiment name>/ (a folder one can commit, e.g. runs/carry), so that a fresh checkout resumes
+the run exactly where the last one stopped:
+  - before a run trains, a carried checkpoint newer than the experiment folder's own is copied into it;
+  - when the queue is stopped (Ctrl-C or SIGTERM; the training stops with it), the run's newest checkpoint replaces
+    DIR/<name>/, which holds that one checkpoint and nothing else;
+  - when a run finishes and its results.json is written, DIR/<name>/ is removed;
+  - `--carry-only` copies the newest checkpoints into DIR without training (for a queue that was killed).
 """
 from __future__ import annotations
 
 import argparse
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,8 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, installed or not
 
-from interir.atomic import atomic_write_bytes  # noqa: E402
+from interir.atomic import atomic_write_bytes, staged_set  # noqa: E402
+from interir.checkpoint import CheckpointDir  # noqa: E402
 from interir.config import load_config  # noqa: E402
+from interir.errors import InterIRError  # noqa: E402
 
 
 def results_path(config: Path) -> Path:
@@ -40,7 +53,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("configs", nargs="+", type=Path, help="experiment YAML files, trained in this order")
     p.add_argument("--data", required=True, help="the `interir eval --data` folder (an `interir synth` set)")
     p.add_argument("--shard", default="0/1", help="i/n: this queue takes configs i, i+n, i+2n, … (default 0/1)")
+    p.add_argument("--carry", type=Path, metavar="DIR",
+                   help="keep each unfinished run's newest checkpoint in DIR/<name>/ between checkouts (module doc)")
+    p.add_argument("--carry-only", action="store_true",
+                   help="copy the unfinished runs' newest checkpoints into --carry and exit, without training")
     args = p.parse_args(argv)
+    if args.carry_only and args.carry is None:
+        p.error("--carry-only needs --carry DIR")
+    if args.carry is not None and args.carry.exists() and not args.carry.is_dir():
+        p.error(f"--carry {args.carry}: not a folder")
     try:
         i, n = (int(v) for v in args.shard.split("/"))
     except ValueError:
@@ -56,33 +77,102 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def run_one(config: Path, data: str) -> int:
+def _newest_step(folder: Path) -> int | None:
+    try:
+        info = CheckpointDir(folder).latest()
+    except InterIRError:  # a damaged latest.json: `interir train --resume` falls back on its own
+        return None
+    return None if info is None else info["step"]
+
+
+def restore_carried(carried: Path, folder: Path) -> int | None:
+    """Copy the checkpoint carried in `carried` into the experiment folder when it is newer than the folder's
+    own; returns its step, or None when nothing was copied."""
+    step = _newest_step(carried)
+    if step is None or (_newest_step(folder) or -1) >= step:
+        return None
+    CheckpointDir(carried).copy_newest(folder)
+    return step
+
+
+def carry_newest(folder: Path, carried: Path) -> int | None:
+    """Replace `carried` with the experiment folder's newest checkpoint (the old one stays until the new one is
+    complete); returns its step, or None (and `carried` untouched) when the folder has none."""
+    if _newest_step(folder) is None:
+        return None
+    with staged_set(carried.parent, [carried.name]) as staging:
+        info = CheckpointDir(folder).copy_newest(staging / carried.name)
+    return info["step"]
+
+
+def _train(config: Path) -> int:
+    """`interir train CONFIG --resume`. SIGTERM to the queue, or Ctrl-C, stops the training the way Ctrl-C does (it
+    keeps its saved checkpoints; exit 130), and the queue goes on to carry the newest one."""
+    child = subprocess.Popen([sys.executable, "-m", "interir", "train", str(config), "--resume", "--no-progress"])
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGINT))
+    try:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:  # from a terminal the training got it too; sent to the queue alone, pass it on
+            try:
+                return child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGINT)
+                return child.wait()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def run_one(config: Path, data: str, carry: Path | None = None) -> int:
     """Train (resuming) and evaluate one config; 0 when its results.json is in place."""
     target = results_path(config)
+    folder = experiment_folder(config)
+    carried = None if carry is None else carry / folder.name
     if target.exists():
         print(f"train_queue: {config} done ({target})", flush=True)
         return 0
+    if carried is not None and (step := restore_carried(carried, folder)) is not None:
+        print(f"train_queue: {config}: resuming from the checkpoint of step {step} carried in {carried}", flush=True)
     print(f"train_queue: training {config}", flush=True)
-    code = subprocess.call([sys.executable, "-m", "interir", "train", str(config), "--resume", "--no-progress"])
+    code = _train(config)
     if code:
         print(f"train_queue: {config}: training stopped (exit {code}); the same command resumes it", flush=True)
+        if carried is not None and (step := carry_newest(folder, carried)) is not None:
+            print(f"train_queue: {config}: the checkpoint of step {step} is carried in {carried}", flush=True)
         return code
     with tempfile.TemporaryDirectory(prefix="train_queue_") as scratch:
         out = Path(scratch) / "eval"
-        code = subprocess.call([sys.executable, "-m", "interir", "eval", str(experiment_folder(config)),
+        code = subprocess.call([sys.executable, "-m", "interir", "eval", str(folder),
                                 "--data", data, "--out", str(out)])
         if code:
             print(f"train_queue: {config}: evaluation failed (exit {code})", flush=True)
             return code
         atomic_write_bytes(target, (out / "results.json").read_bytes())
     print(f"train_queue: {config} evaluated → {target}", flush=True)
+    if carried is not None and carried.exists():
+        shutil.rmtree(carried)
+        print(f"train_queue: {config}: finished, {carried} removed", flush=True)
+    return 0
+
+
+def carry_only(configs: list[Path], carry: Path) -> int:
+    """--carry-only: each unfinished run's newest checkpoint into carry/<name>/."""
+    for config in configs:
+        if results_path(config).exists():
+            continue
+        folder = experiment_folder(config)
+        step = carry_newest(folder, carry / folder.name)
+        where = "nothing to carry" if step is None else f"step {step} carried in {carry / folder.name}"
+        print(f"train_queue: {config}: {where}", flush=True)
     return 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.carry_only:
+        return carry_only(args.configs, args.carry)
     for config in args.configs:
-        code = run_one(config, args.data)
+        code = run_one(config, args.data, args.carry)
         if code:
             return code
     return 0
