@@ -106,21 +106,27 @@ def carry_newest(folder: Path, carried: Path) -> int | None:
 
 
 def _train(config: Path) -> int:
-    """`interir train CONFIG --resume`. SIGTERM to the queue, or Ctrl-C, stops the training the way Ctrl-C does (it
-    keeps its saved checkpoints; exit 130), and the queue goes on to carry the newest one."""
+    """`interir train CONFIG --resume`; 130 when the queue is stopped. SIGTERM to the queue ends the training at once
+    (its checkpoints are written atomically, so it loses only the steps since the last one); after a Ctrl-C, which a
+    terminal sends to the training too, the queue gives it 10 s to stop by itself before ending it the same way."""
     child = subprocess.Popen([sys.executable, "-m", "interir", "train", str(config), "--resume", "--no-progress"])
-    signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGINT))
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.terminate())
     try:
+        code = child.wait()
+    except KeyboardInterrupt:
         try:
-            return child.wait()
-        except KeyboardInterrupt:  # from a terminal the training got it too; sent to the queue alone, pass it on
-            try:
-                return child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.send_signal(signal.SIGINT)
-                return child.wait()
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.terminate()
+            child.wait()
+        return 130
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, _stop)
+    return 130 if code in (130, -signal.SIGTERM, -signal.SIGINT) else code
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
 
 
 def run_one(config: Path, data: str, carry: Path | None = None) -> int:
@@ -171,10 +177,18 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.carry_only:
         return carry_only(args.configs, args.carry)
-    for config in args.configs:
-        code = run_one(config, args.data, args.carry)
-        if code:
-            return code
+    # SIGTERM stops the queue like Ctrl-C, and so does SIGINT even when the shell that started it in the
+    # background (`… &`) made it ignore SIGINT; the training it starts then takes Ctrl-C again too
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for config in args.configs:
+            code = run_one(config, args.data, args.carry)
+            if code:
+                return code
+    except KeyboardInterrupt:
+        print("train_queue: stopped", flush=True)
+        return 130
     return 0
 
 

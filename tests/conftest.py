@@ -1,4 +1,5 @@
 """Shared test helpers: fresh seeds per test, and a perturbation that wakes up zero-initialised branches."""
+import dataclasses
 import importlib
 import importlib.util
 import os
@@ -18,10 +19,17 @@ if not torch.cuda.is_available():
 
 # Fresh random inputs on every run; rerun a failure with the PYTEST_SEED printed in the session header.
 BASE_SEED = int(os.environ.get("PYTEST_SEED") or random.SystemRandom().randrange(2**31))
+os.environ["PYTEST_SEED"] = str(BASE_SEED)  # pytest-xdist's workers start after this and take the same seed
 
 
 def pytest_report_header(config):
     return f"random inputs: PYTEST_SEED={BASE_SEED}"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The seed again at the end (`pytest -q` prints no header), so that a failure can be replayed."""
+    if exitstatus:
+        terminalreporter.write_line(f"random inputs: PYTEST_SEED={BASE_SEED}")
 
 
 def pytest_sessionstart(session):
@@ -135,6 +143,21 @@ def skip_triton_half_on_cpu(backend: str) -> None:
     """Half-precision cases run on a GPU and under the CUDA host emulation; the Triton interpreter lacks bf16 math."""
     if backend == "triton" and not torch.cuda.is_available():
         pytest.skip("bfloat16/float16 Triton kernels need a GPU (the Triton interpreter has no bfloat16 math)")
+
+
+@pytest.fixture
+def whole_network_interpreter(monkeypatch):
+    """The Triton interpreter without its integer-overflow sanitizer, for tests that run whole networks on the
+    triton backend. The sanitizer redoes every int32 add and multiply of a kernel in int64 and asserts on the
+    result: nearly half of such a test's time, and off on a GPU unless a kernel is compiled with debug=True. The
+    kernel tests (odd shapes, every config) keep it on, and a network's layers only call the same kernels at other
+    small sizes."""
+    from triton.runtime import interpreter
+
+    builder = getattr(interpreter, "interpreter_builder", None)  # the one builder every interpreted launch uses
+    options = getattr(builder, "options", None)
+    if dataclasses.is_dataclass(options) and "sanitize_overflow" in {f.name for f in dataclasses.fields(options)}:
+        monkeypatch.setattr(builder, "options", dataclasses.replace(options, sanitize_overflow=False))
 
 
 @pytest.fixture(scope="module")

@@ -55,9 +55,9 @@ def fast_and_plain(fn, *args):
             return fast, fn(*args)
 
 
-def assert_within_roundoff(fast: torch.Tensor, module: torch.nn.Module, x: torch.Tensor):
+def assert_within_roundoff(fast: torch.Tensor, module: torch.nn.Module, x: torch.Tensor, floor: float = 1e-6):
     """`fast` (float32 kernels) is as close to the float64 evaluation of `module` as its float32 plain path is,
-    up to 4× that error plus a floor of 1e-6 of the output's scale."""
+    up to 4× that error plus a floor of `floor` times the output's scale."""
     with torch.no_grad(), cpu_kernels.disabled():
         plain = module(x)
         exact = copy.deepcopy(module).double()(x.double())
@@ -65,7 +65,7 @@ def assert_within_roundoff(fast: torch.Tensor, module: torch.nn.Module, x: torch
     scale = exact.abs().max().item()
     plain_err = (plain.double() - exact).abs().max().item()
     fast_err = (fast.double() - exact).abs().max().item()
-    assert fast_err <= 4 * plain_err + 1e-6 * scale, (fast_err, plain_err, scale)
+    assert fast_err <= 4 * plain_err + floor * scale, (fast_err, plain_err, scale)
 
 
 SHAPES = [(1, 8, 8), (2, 7, 9), (3, 45, 61), (1, 64, 64), (2, 1, 65)]
@@ -334,7 +334,11 @@ def test_whole_network_equals_the_plain_path(kernels, preset):
     x = torch.rand(1, 3, 52, 68)
     with torch.no_grad():
         fast = model(x)
-    assert_within_roundoff(fast, model, x)
+    # Each kernel keeps the 1e-6 floor in its own tests above. Through a whole network two float32 paths drift apart
+    # by more than a per-layer factor: on an AVX-512 Xeon, `paper` at 2 threads, oneDNN's plain path erred 9.0e-7
+    # and the kernels 5.8e-6 (4.6e-6 of the scale), while the plain path alone erred 4.3e-6 at 1 thread. A wrong
+    # weight or an unwritten element is orders of magnitude above 1e-5 of the scale.
+    assert_within_roundoff(fast, model, x, floor=1e-5)
 
 
 def test_the_explanation_is_recorded_on_the_fused_path(kernels):

@@ -103,8 +103,9 @@ def test_a_carried_checkpoint_resumes_a_fresh_checkout_exactly(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 def test_a_stopped_queue_carries_its_newest_checkpoint_and_a_finished_run_removes_it(tmp_path, stop):
-    """SIGTERM or SIGINT to the queue alone stops the training and carries its newest checkpoint; the next queue, in a fresh
-    checkout (no experiments/), resumes from it, evaluates, and removes the carried folder."""
+    """SIGTERM or SIGINT to the queue alone stops the training and carries its newest checkpoint, also when the queue
+    was started in the background by a shell (SIGINT ignored); the next queue, in a fresh checkout (no
+    experiments/), resumes from it, evaluates, and removes the carried folder."""
     import subprocess
     import sys
     import time
@@ -118,7 +119,8 @@ def test_a_stopped_queue_carries_its_newest_checkpoint_and_a_finished_run_remove
     argv = [sys.executable, str(ROOT / "scripts" / "train_queue.py"), str(config), "--data", str(tmp_path / "heldout"),
             "--carry", "carry"]
     latest = tmp_path / "experiments" / "run_a" / "latest.json"
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as `queue … &` does
     deadline = time.monotonic() + 120
     while not latest.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
