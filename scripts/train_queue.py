@@ -110,7 +110,7 @@ def _train(config: Path) -> int:
     (its checkpoints are written atomically, so it loses only the steps since the last one); after a Ctrl-C, which a
     terminal sends to the training too, the queue gives it 10 s to stop by itself before ending it the same way."""
     child = subprocess.Popen([sys.executable, "-m", "interir", "train", str(config), "--resume", "--no-progress"])
-    signal.signal(signal.SIGTERM, lambda signum, frame: child.terminate())
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: child.terminate())
     try:
         code = child.wait()
     except KeyboardInterrupt:
@@ -121,7 +121,7 @@ def _train(config: Path) -> int:
             child.wait()
         return 130
     finally:
-        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGTERM, before)
     return 130 if code in (130, -signal.SIGTERM, -signal.SIGINT) else code
 
 
@@ -179,8 +179,7 @@ def main(argv=None) -> int:
         return carry_only(args.configs, args.carry)
     # SIGTERM stops the queue like Ctrl-C, and so does SIGINT even when the shell that started it in the
     # background (`… &`) made it ignore SIGINT; the training it starts then takes Ctrl-C again too
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    before = signal.signal(signal.SIGTERM, _stop), signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for config in args.configs:
             code = run_one(config, args.data, args.carry)
@@ -189,6 +188,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("train_queue: stopped", flush=True)
         return 130
+    finally:  # as they were (main() also runs inside other programs: the tests)
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGINT, before[1])
     return 0
 
 

@@ -34,7 +34,9 @@ def test_queue_trains_evaluates_and_skips_what_is_done(tmp_path, monkeypatch, ca
     a, b = _config(tmp_path, "run_a", photos, 4), _config(tmp_path, "run_b", photos, 2)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     assert queue.main([str(a), str(b), "--data", str(tmp_path / "heldout")]) == 0
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers  # left as they were
     for name in ("run_a", "run_b"):
         saved = json.loads((tmp_path / f"{name}.results.json").read_text())
         assert saved["rows"][-1]["set"] == "average" and saved["checkpoint"].endswith(name)
