@@ -15,7 +15,9 @@ when it holds, the kernel instead of their plain forward:
 Training runs the last one too, inside the modulated convolution op (interir/ops/reference.py), where no gradient is
 taken: its forward, and its backward as `winograd3x3_backward` (the gradient with respect to x is `winograd3x3` on
 the output's gradient; the weight's and the attention's come from the transposed transform, `winograd3x3_grad` in the
-C++; docs/performance.md, "The Winograd backward").
+C++; docs/performance.md, "The Winograd backward"), except on CPUs where ATen's capability is AVX-512: there oneDNN's
+convolutions beat it at training shapes (`winograd_trains`; docs/performance.md, "On an AVX-512 Xeon the Winograd
+kernels slow training down").
 
 They run only where they give what the plain path gives, to float round-off (tests/test_cpu_kernels.py):
 float32 CPU tensors, no gradient wanted, not under torch.compile / torch.export tracing or CPU autocast, the fast
@@ -27,6 +29,8 @@ paths on.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
 import platform
@@ -48,6 +52,7 @@ _MODES = {"": "auto", "auto": "auto", "1": "on", "on": "on", "true": "on", "yes"
 _module: ModuleType | None = None
 _failure: str | None = None  # why the kernels are unavailable, once known
 _forced_off = False          # `disabled()` in effect
+_for_autograd = contextvars.ContextVar("interir_cpu_kernels_for_autograd", default=False)  # `for_autograd()` in effect
 
 
 def mode() -> str:
@@ -145,6 +150,31 @@ def usable(*tensors: Tensor) -> bool:
         if type(t) not in (Tensor, torch.nn.Parameter) or t.device.type != "cpu" or t.dtype != torch.float32:
             return False
     return load() is not None
+
+
+@functools.lru_cache(maxsize=1)
+def winograd_trains() -> bool:
+    """Whether the modulated convolution's calls for autograd (training) take the Winograd kernels on this CPU: not
+    where ATen's CPU capability is AVX-512, whose oneDNN convolutions are faster at the training shapes (measured in
+    docs/performance.md, "On an AVX-512 Xeon the Winograd kernels slow training down"). Inference takes them on
+    every CPU."""
+    return not torch.backends.cpu.get_cpu_capability().upper().startswith("AVX512")
+
+
+@contextlib.contextmanager
+def for_autograd():
+    """Marks the calls inside as made for autograd: the modulated convolution's op and its backward op
+    (interir/ops/explainable_conv.py). Inference calls the op's function directly, outside it."""
+    token = _for_autograd.set(True)
+    try:
+        yield
+    finally:
+        _for_autograd.reset(token)
+
+
+def winograd_usable(*tensors: Tensor) -> bool:
+    """`usable(*tensors)`, and for a call made for autograd, `winograd_trains()`."""
+    return usable(*tensors) and (not _for_autograd.get() or winograd_trains())
 
 
 class disabled:
@@ -266,4 +296,5 @@ def _in_one_call(conv) -> bool:
             and getattr(conv, "groups", None) == 1 and conv.theta.numel() == 1 and backends.reference_serves("cpu"))
 
 
-__all__ = ["ENV_VAR", "mode", "load", "status", "unavailable_reason", "usable", "disabled", "convs", "attention", "winograd3x3", "winograd3x3_backward", "epblock"]
+__all__ = ["ENV_VAR", "mode", "load", "status", "unavailable_reason", "usable", "disabled", "convs", "attention",
+           "winograd3x3", "winograd3x3_backward", "winograd_trains", "for_autograd", "winograd_usable", "epblock"]

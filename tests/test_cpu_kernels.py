@@ -280,7 +280,9 @@ def test_winograd_backward_leaves_a_non_finite_value_to_the_direct_gradients(ker
 
 
 def test_the_modulated_convolution_runs_the_winograd_backward_in_training(kernels, monkeypatch):
-    """Autograd's backward of the op takes the kernel for float32, 3×3, groups 1, and not for float64 or groups > 1."""
+    """Autograd's backward of the op takes the kernel for float32, 3×3, groups 1, and not for float64 or groups > 1
+    (on a CPU where training takes the Winograd kernels: `winograd_trains`, held true here)."""
+    monkeypatch.setattr(cpu_kernels, "winograd_trains", lambda: True)
     calls = []
     real = cpu_kernels.winograd3x3_backward
     monkeypatch.setattr(cpu_kernels, "winograd3x3_backward", lambda *a: calls.append(1) or real(*a))
@@ -304,9 +306,11 @@ def test_the_modulated_convolution_runs_the_winograd_backward_in_training(kernel
     assert len(calls) == 1
 
 
-def test_a_training_step_gets_the_plain_gradients_to_roundoff(kernels):
+def test_a_training_step_gets_the_plain_gradients_to_roundoff(kernels, monkeypatch):
     """The whole `small` network's parameter gradients with the kernels (Winograd forward and backward of the
-    explainable convolutions) against float64, as close as the plain path's; none left unwritten."""
+    explainable convolutions, on every CPU here: `winograd_trains` held true) against float64, as close as the plain
+    path's; none left unwritten."""
+    monkeypatch.setattr(cpu_kernels, "winograd_trains", lambda: True)
     torch.manual_seed(0)
     # std 0.05: with 0.02 the explainable convolutions' gradients are a trillionth of the largest, too small to show
     model = randomize(build_model("small"), std=0.05).train()
@@ -325,6 +329,32 @@ def test_a_training_step_gets_the_plain_gradients_to_roundoff(kernels):
     # as RESM's step size η's, can land by cancellation far closer to float64 on one path than its round-off
     # allows (in one CI run the plain path's error on η was 19× below the kernels', which was 6e-6 of its scale)
     assert_gradients_within_roundoff(fast, plain, exact, [name for name, _ in model.named_parameters()], floor=1e-5)
+
+
+@pytest.mark.parametrize("trains", [True, False])
+def test_training_takes_the_winograd_kernels_only_where_they_pay(kernels, monkeypatch, trains):
+    """The op's calls for autograd (forward and backward) take the Winograd kernels only where `winograd_trains`;
+    inference takes them either way."""
+    monkeypatch.setattr(cpu_kernels, "winograd_trains", lambda: trains)
+    calls = []
+    real = cpu_kernels.winograd3x3
+    monkeypatch.setattr(cpu_kernels, "winograd3x3",
+                        lambda *a, **k: calls.append(k.get("adjoint", False)) or real(*a, **k))
+    x, weight, attn = torch.randn(2, 8, 7, 9), torch.randn(8, 8, 3, 3), torch.rand(2, 8, 3, 3)
+    leaves = [t.clone().requires_grad_() for t in (x, weight, attn)]
+    ops.modulated_conv(leaves[0], leaves[1], None, leaves[2]).sum().backward()
+    assert calls == ([False, True] if trains else [])  # the forward, then dx (the adjoint) in the backward
+    with torch.no_grad():
+        ops.modulated_conv(x, weight, None, attn)
+    assert calls[-1:] == [False]
+
+
+def test_winograd_trains_except_where_aten_runs_avx512(monkeypatch):
+    for capability, trains in (("AVX512", False), ("AVX2", True), ("DEFAULT", True)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        cpu_kernels.winograd_trains.cache_clear()
+        assert cpu_kernels.winograd_trains() is trains
+    cpu_kernels.winograd_trains.cache_clear()
 
 
 @pytest.mark.parametrize("preset", ["small", "paper"])

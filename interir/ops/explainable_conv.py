@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from interir import cpu_kernels
 from interir.ops import backends
 from interir.ops._common import autocast_dtype, check, float_dtype_of, register_flops, scalar_tensor, shape_text
 
@@ -79,7 +80,8 @@ def conv_flops(x_shape, w_shape) -> int:
 def _define_conv(backend: str, slot: backends.Slot, device_types=None):
     @torch.library.custom_op(f"interir::modulated_conv_{backend}", mutates_args=(), device_types=device_types)
     def conv_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], attn: Tensor, groups: int) -> Tensor:
-        return slot.impl.forward(x, weight, bias, attn, groups)
+        with cpu_kernels.for_autograd():  # inference calls slot.impl.forward directly (backends._call)
+            return slot.impl.forward(x, weight, bias, attn, groups)
 
     @conv_op.register_fake
     def _(x, weight, bias, attn, groups):
@@ -89,7 +91,8 @@ def _define_conv(backend: str, slot: backends.Slot, device_types=None):
     def conv_backward_op(
         grad_y: Tensor, x: Tensor, weight: Tensor, attn: Tensor, groups: int
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        return slot.impl.backward(grad_y, x, weight, attn, groups)
+        with cpu_kernels.for_autograd():
+            return slot.impl.backward(grad_y, x, weight, attn, groups)
 
     @conv_backward_op.register_fake
     def _(grad_y, x, weight, attn, groups):

@@ -111,7 +111,7 @@ def modulated_conv(x: Tensor, weight: Tensor, bias: Tensor | None, attn: Tensor,
     cout, k = weight.shape[0], weight.shape[-1]
     if b == 0:  # an empty batch: nothing to convolve (a grouped conv cannot have 0 groups)
         return x.new_zeros((0, cout, hh, ww))
-    if k == 3 and groups == 1 and cpu_kernels.usable(x, weight, attn):  # Winograd F(4×2, 3×3) (docs/performance.md)
+    if k == 3 and groups == 1 and cpu_kernels.winograd_usable(x, weight, attn):  # F(4×2, 3×3), docs/performance.md
         y = cpu_kernels.winograd3x3(x, weight, bias, attn)  # it builds the kernels W ⊙ A_b itself
         if y is not None:
             return y
@@ -135,7 +135,7 @@ def modulated_conv_backward(
     cout, cin_g, k, _ = weight.shape
     if b == 0:
         return torch.zeros_like(x), torch.zeros_like(weight), torch.zeros_like(attn), weight.new_zeros(cout)
-    if k == 3 and groups == 1 and cpu_kernels.usable(x, grad_y, weight, attn):  # Winograd (docs/performance.md)
+    if k == 3 and groups == 1 and cpu_kernels.winograd_usable(x, grad_y, weight, attn):  # docs/performance.md
         grads = cpu_kernels.winograd3x3_backward(grad_y, x, weight, attn)
         if grads is not None:
             return *grads, grad_y.sum((0, 2, 3)).to(weight.dtype)
