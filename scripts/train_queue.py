@@ -17,7 +17,8 @@ the run exactly where the last one stopped:
   - before a run trains, a carried checkpoint newer than the experiment folder's own is copied into it;
   - when the queue is stopped (Ctrl-C or SIGTERM; the training stops with it), the run's newest checkpoint replaces
     DIR/<name>/, which holds that one checkpoint and nothing else;
-  - when a run finishes and its results.json is written, DIR/<name>/ is removed;
+  - when a run's training finishes, its last checkpoint is carried until its results.json is written, and then
+    DIR/<name>/ is removed;
   - `--carry-only` copies the newest checkpoints into DIR without training (for a queue that was killed).
 """
 from __future__ import annotations
@@ -146,6 +147,8 @@ def run_one(config: Path, data: str, carry: Path | None = None) -> int:
         if carried is not None and (step := carry_newest(folder, carried)) is not None:
             print(f"train_queue: {config}: the checkpoint of step {step} is carried in {carried}", flush=True)
         return code
+    if carried is not None:  # until results.json is written, a stopped or failed evaluation is redone from here
+        carry_newest(folder, carried)
     with tempfile.TemporaryDirectory(prefix="train_queue_") as scratch:
         out = Path(scratch) / "eval"
         code = subprocess.call([sys.executable, "-m", "interir", "eval", str(folder),
