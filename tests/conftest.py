@@ -17,6 +17,28 @@ if not torch.cuda.is_available():
     os.environ.setdefault("INTERIR_CUDA_EMULATE", "1")
 
 
+def _interpreter_without_an_idle_sanitizer() -> None:
+    """The Triton interpreter's integer-overflow sanitizer redoes every int32 add and multiply of a kernel in int64
+    and ends in a device assert, which Triton drops unless kernels are compiled with debug=True, in the interpreter
+    as on a GPU: with the defaults an int32 overflow in an interpreted kernel passes silently. So it checks nothing
+    and costs nearly half of an interpreted kernel's time; it is switched off here. (TRITON_DEBUG=1 does not turn
+    the interpreter's debug on; setting `interpreter_builder.options.debug` by hand does, and then the sanitizer is
+    left on and raises on an overflow.)"""
+    try:
+        from triton.runtime import interpreter
+    except ImportError:  # no Triton: its tests skip
+        return
+    builder = getattr(interpreter, "interpreter_builder", None)  # the one builder every interpreted launch uses
+    options = getattr(builder, "options", None)
+    if (dataclasses.is_dataclass(options) and getattr(options, "debug", True) is False
+            and "sanitize_overflow" in {f.name for f in dataclasses.fields(options)}):
+        builder.options = dataclasses.replace(options, sanitize_overflow=False)
+
+
+if os.environ.get("TRITON_INTERPRET") == "1":
+    _interpreter_without_an_idle_sanitizer()
+
+
 # Fresh random inputs on every run; rerun a failure with the PYTEST_SEED printed in the session header.
 BASE_SEED = int(os.environ.get("PYTEST_SEED") or random.SystemRandom().randrange(2**31))
 os.environ["PYTEST_SEED"] = str(BASE_SEED)  # pytest-xdist's workers start after this and take the same seed
@@ -143,21 +165,6 @@ def skip_triton_half_on_cpu(backend: str) -> None:
     """Half-precision cases run on a GPU and under the CUDA host emulation; the Triton interpreter lacks bf16 math."""
     if backend == "triton" and not torch.cuda.is_available():
         pytest.skip("bfloat16/float16 Triton kernels need a GPU (the Triton interpreter has no bfloat16 math)")
-
-
-@pytest.fixture
-def whole_network_interpreter(monkeypatch):
-    """The Triton interpreter without its integer-overflow sanitizer, for tests that run whole networks on the
-    triton backend. The sanitizer redoes every int32 add and multiply of a kernel in int64 and asserts on the
-    result: nearly half of such a test's time, and off on a GPU unless a kernel is compiled with debug=True. The
-    kernel tests (odd shapes, every config) keep it on, and a network's layers only call the same kernels at other
-    small sizes."""
-    from triton.runtime import interpreter
-
-    builder = getattr(interpreter, "interpreter_builder", None)  # the one builder every interpreted launch uses
-    options = getattr(builder, "options", None)
-    if dataclasses.is_dataclass(options) and "sanitize_overflow" in {f.name for f in dataclasses.fields(options)}:
-        monkeypatch.setattr(builder, "options", dataclasses.replace(options, sanitize_overflow=False))
 
 
 @pytest.fixture(scope="module")

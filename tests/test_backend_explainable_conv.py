@@ -411,7 +411,7 @@ def test_opcheck(backend):
                           (x.clone().requires_grad_(), torch.tensor(0.1, device=DEVICE), 3, TAU))
 
 
-def test_tiny_model_matches_reference(backend, whole_network_interpreter):
+def test_tiny_model_matches_reference(backend):
     from tests.conftest import wake_up
 
     torch.manual_seed(1234)

@@ -143,7 +143,7 @@ def test_a_table_with_an_unknown_op_is_refused():
         ops.register_backend("blurry", {"blur": {"forward": abs, "backward": abs}})
 
 
-def test_tiny_model_compiles_with_the_triton_backend(whole_network_interpreter):
+def test_tiny_model_compiles_with_the_triton_backend():
     """torch.compile (fullgraph) of the model on the triton backend equals its eager run."""
     from tests.conftest import wake_up
 
@@ -158,7 +158,7 @@ def test_tiny_model_compiles_with_the_triton_backend(whole_network_interpreter):
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
 
 
-def test_training_on_triton_follows_the_reference_loss_curve(tmp_path, whole_network_interpreter):
+def test_training_on_triton_follows_the_reference_loss_curve(tmp_path):
     """Training steps of the tiny model (same seed, same data) on each backend: the same loss curve.
 
     10 steps by default (the interpreter is slow on 2 cores); INTERIR_CURVE_STEPS=50 runs the issue's 50
