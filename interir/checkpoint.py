@@ -20,14 +20,16 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import safe_open, save_file
 
+from interir import quantize
 from interir.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from interir.errors import InterIRError
 from interir.model import build, model_spec
 from interir.validation import expect_int, plain_file_name
 
 FORMAT = "interir/1"
+INT8 = "int8"  # the `storage` metadata of a file whose kernels are int8 (interir/quantize.py)
 LATEST = "latest.json"
 
 
@@ -37,13 +39,19 @@ def save_weights(path: str | os.PathLike, model: nn.Module, extra: dict[str, Any
     """Write `model`'s weights and description to a safetensors file, atomically.
 
     `dtype` (e.g. torch.float16) stores floating-point tensors in that type; loading casts them back to the
-    network's own dtype.
+    network's own dtype. torch.int8 stores each kernel as int8 with per-output-channel scales and the rest as
+    float16 (interir/quantize.py), except the layers the network names in `full_precision_layers`.
     """
+    net = unwrap(model)
     # clone: safetensors refuses tensors that share memory (DGUNet shares one PReLU between modules)
-    state = {k: v.detach().cpu().clone().contiguous() for k, v in unwrap(model).state_dict().items()}
-    if dtype is not None:
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in net.state_dict().items()}
+    meta = {"format": FORMAT, "model": json.dumps(model_spec(net))}
+    if dtype == torch.int8:
+        prefixes = tuple(f"{layer}." for layer in getattr(net, "full_precision_layers", ()))
+        state = quantize.pack(state, keep=lambda name: name.startswith(prefixes))
+        meta["storage"] = INT8
+    elif dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    meta = {"format": FORMAT, "model": json.dumps(model_spec(unwrap(model)))}
     if extra:
         meta["extra"] = json.dumps(extra)
     with atomic_path(path) as tmp:
@@ -86,10 +94,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
-    """{name: shape} of a safetensors file, read from its header only."""
+    """{name: shape} of a safetensors file, read from its header only (an int8 file's scales left out)."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            return {k: tuple(f.get_slice(k).get_shape()) for k in quantize.logical_names(f.keys())}
     except Exception as exc:
         raise InterIRError(f"{path} is not a readable safetensors checkpoint ({_reason(exc)})") from None
 
@@ -112,13 +120,22 @@ def _check_fits(path, file_shapes: dict[str, tuple], own_shapes: dict[str, tuple
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file; a damaged file or one holding NaN/Inf weights is one InterIRError."""
+    """Every tensor of a safetensors file (an int8 file's kernels dequantized to float32); a damaged file or one
+    holding NaN/Inf weights is one InterIRError."""
     try:
-        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            storage = (f.metadata() or {}).get("storage")
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except FileNotFoundError:
         raise InterIRError(f"checkpoint not found: {path}") from None
     except Exception as exc:
         raise InterIRError(f"{path} is damaged or not a safetensors file ({_reason(exc)})") from None
+    if storage == INT8:
+        state = quantize.unpack(state, str(path))
+    elif storage is not None:
+        raise InterIRError(f"{path} has storage {storage!r}; this version of interir reads {INT8!r} or none")
+    elif any(quantize.is_scale_name(k) for k in state):
+        raise InterIRError(f"{path} is damaged: it holds int8 scales but no '{INT8}' storage metadata")
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise InterIRError(f"{path} holds NaN or Inf values in {len(bad)} tensor(s) (e.g. {bad[0]}): the weights "

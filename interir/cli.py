@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("interir.train", "train a model from a YAML experiment (single process or torchrun)"),
     "eval": ("interir.evaluate", "Table-1 style PSNR/SSIM of one or more checkpoints per degradation combination"),
     "restore": ("interir.infer", "restore image files or folders (tiled for large images)"),
+    "pack": ("interir.pack", "write a checkpoint's weights as a small file: int8 kernels (half of float16) or float16"),
     "export": ("interir.export", "write a trained network as ONNX (.onnx) or a torch.export program (.pt2)"),
     "explain": ("interir.explain", "interpretability views: stages, explainable-conv maps, step sizes, t-SNE"),
     "check": ("interir.check", "prove every ops backend of this device against the float64 reference (--static: "

@@ -7,6 +7,7 @@ and `forward(x, return_stages=False)`; the rest has defaults that say "not appli
                                        images, first to last; the last is the restored image])
     padding_multiple                   side multiple the network pads its input to (tiling aligns to it)
     validate_inputs                    False skips the per-call input check (training data is valid)
+    full_precision_layers              layer names an int8 weights file keeps in float16 (`interir pack`)
     step_sizes() / step_labels()       learned step sizes of an unfolded solver, and their names (or None)
     initial_step_size                  their initial value, drawn as a reference line (or None)
     stage_labels(n)                    captions of the n stage images
@@ -29,6 +30,8 @@ class RestorationModel(nn.Module):
 
     cfg: Any
     validate_inputs: bool = True
+    # layers kept float16 in an int8 weights file (interir/quantize.py): those whose errors land on the pixels
+    full_precision_layers: tuple[str, ...] = ()
     stage_text: str = ""
     step_text: str = ""
 
