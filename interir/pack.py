@@ -23,16 +23,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
-def run(args: argparse.Namespace) -> int:
-    from interir.checkpoint import load_model, resolve_weights, save_weights
-
-    out = Path(args.out)
+def check_weights_output(out: Path, source: Path, overwrite: bool) -> None:
+    """Before any work: a .safetensors name in an existing folder, never `source`, an existing file only with
+    `overwrite` (one-line InterIRError). Also used by scripts/deepen.py."""
     if out.suffix.lower() != ".safetensors":
         raise InterIRError(f"{out}: the file name must end in .safetensors")
     if not out.parent.is_dir():
         raise InterIRError(f"folder {out.parent} does not exist")
+    check_new_file(out, "output", overwrite=overwrite, inputs=[source])
+
+
+def run(args: argparse.Namespace) -> int:
+    from interir.checkpoint import load_model, resolve_weights, save_weights
+
+    out = Path(args.out)
     source = resolve_weights(args.checkpoint)
-    check_new_file(out, "output", overwrite=args.overwrite, inputs=[source])
+    check_weights_output(out, source, args.overwrite)
     net, meta = load_model(source)
     save_weights(out, net, extra=meta["extra"], dtype=STORAGES[args.storage])
     size = out.stat().st_size
@@ -40,4 +46,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["STORAGES"]
+__all__ = ["STORAGES", "check_weights_output"]

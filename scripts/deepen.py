@@ -16,13 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, installed or not
 
-import torch  # noqa: E402
-
-from interir.atomic import check_new_file  # noqa: E402
 from interir.checkpoint import load_model, resolve_weights, save_weights  # noqa: E402
 from interir.errors import InterIRError  # noqa: E402
 from interir.model.interir import InterIR  # noqa: E402
-from interir.pack import STORAGES  # noqa: E402
+from interir.pack import STORAGES, check_weights_output  # noqa: E402
 
 
 def deepen(net: InterIR, num_blocks: int) -> InterIR:
@@ -35,14 +32,11 @@ def deepen(net: InterIR, num_blocks: int) -> InterIR:
                            f"got {num_blocks}")
     deeper = InterIR(net.cfg, num_blocks=num_blocks)
     own = net.state_dict()
-    state = {k: v for k, v in own.items() if not k.startswith("blocks.")}
-    for i in range(num_blocks):
-        src = min(i, have - 1)
-        for k, v in own.items():
-            if k.startswith(f"blocks.{src}."):
-                state[f"blocks.{i}." + k[len(f"blocks.{src}."):]] = v.clone()
+    last = f"blocks.{have - 1}."
+    state = {k: v.clone() for k, v in own.items()}
     for i in range(have, num_blocks):
-        state[f"blocks.{i}.resm.eta"] = torch.zeros_like(own[f"blocks.{have - 1}.resm.eta"])
+        state.update({f"blocks.{i}." + k[len(last):]: v.clone() for k, v in own.items() if k.startswith(last)})
+        state[f"blocks.{i}.resm.eta"].zero_()
     deeper.load_state_dict(state)
     return deeper.eval()
 
@@ -57,10 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = Path(args.out)
-        if out.suffix.lower() != ".safetensors":
-            raise InterIRError(f"{out}: the file name must end in .safetensors")
         source = resolve_weights(args.checkpoint)
-        check_new_file(out, "output", overwrite=args.overwrite, inputs=[source])
+        check_weights_output(out, source, args.overwrite)
         net, meta = load_model(source)
         deeper = deepen(net, args.num_blocks)
         extra = {"deepened_from": str(source), "source_extra": meta["extra"]}

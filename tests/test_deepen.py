@@ -48,7 +48,8 @@ def test_the_script_writes_a_loadable_file_and_refuses_bad_requests(tmp_path, ca
     for argv, needle in [([str(src), str(tmp_path / "x.safetensors"), "--num-blocks", "2"], "must be above"),
                          ([str(src), str(out), "--num-blocks", "4"], "--overwrite"),
                          ([str(src), str(src), "--num-blocks", "4", "--overwrite"], "is also an input"),
-                         ([str(src), str(tmp_path / "x.pt"), "--num-blocks", "4"], "must end in .safetensors")]:
+                         ([str(src), str(tmp_path / "x.pt"), "--num-blocks", "4"], "must end in .safetensors"),
+                         ([str(src), str(tmp_path / "no" / "x.safetensors"), "--num-blocks", "4"], "does not exist")]:
         assert deepen.main(argv) == 1
         err = capsys.readouterr().err
         assert needle in err and "Traceback" not in err
